@@ -1,0 +1,104 @@
+"""One exception class per failure mode.
+
+Each class subclasses the builtin a user would catch (``ValueError`` or
+``TypeError``) and :class:`ComposedLiftsError`, so callers can catch either.
+Messages name the argument, the value seen, the value expected, and the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArgumentRangeError",
+    "ArgumentTypeError",
+    "BatchSizeError",
+    "BlockOutputError",
+    "CarryChangedError",
+    "ComposedLiftsError",
+    "InputDtypeError",
+    "InputFileError",
+    "InputShapeError",
+    "LayerInputsError",
+    "MissingRngError",
+    "NonFiniteInputError",
+    "SeedRangeError",
+    "WidthMismatchError",
+]
+
+
+class ComposedLiftsError(Exception):
+    """Base class of every error raised by composed_lifts on bad input."""
+
+
+class ArgumentTypeError(ComposedLiftsError, TypeError):
+    """An argument has the wrong Python type.
+
+    >>> from composed_lifts import composed_lifts_forward
+    >>> composed_lifts_forward(0, [[1.0]], num_layers=True, features=1)
+    Traceback (most recent call last):
+    ...
+    composed_lifts._errors.ArgumentTypeError: num_layers must be an integer (int or numpy integer), got bool True...
+    """
+
+
+class ArgumentRangeError(ComposedLiftsError, ValueError):
+    """An integer argument is outside its allowed range (``num_layers < 0``, ``features < 1``)."""
+
+
+class SeedRangeError(ComposedLiftsError, ValueError):
+    """A seed that a 32-bit PRNG key cannot hold.
+
+    ``jax.random.PRNGKey(2**32)`` silently gives the same key as seed 0, and
+    ``PRNGKey(-1)`` the same as ``PRNGKey(2**32 - 1)``; we refuse such seeds so
+    that two different seeds never silently give the same answer.
+    """
+
+
+class InputShapeError(ComposedLiftsError, ValueError):
+    """``x_batch`` does not have the expected rank (or is ragged)."""
+
+
+class WidthMismatchError(ComposedLiftsError, ValueError):
+    """The carry's width differs from ``features``: the scan's carry would change shape.
+
+    >>> import numpy as np
+    >>> from composed_lifts import composed_lifts_forward
+    >>> composed_lifts_forward(0, np.ones((2, 5)), num_layers=3, features=4)
+    Traceback (most recent call last):
+    ...
+    composed_lifts._errors.WidthMismatchError: x_batch.shape[-1] is 5 but features is 4...
+    """
+
+
+class InputDtypeError(ComposedLiftsError, TypeError):
+    """``x_batch`` holds booleans, complex numbers, strings or objects instead of real numbers."""
+
+
+class NonFiniteInputError(ComposedLiftsError, ValueError):
+    """``x_batch`` holds NaN or infinity (pass ``check_finite=False`` to skip the check)."""
+
+
+class InputFileError(ComposedLiftsError, ValueError):
+    """An input file is missing, unreadable, corrupted, or of an unknown format."""
+
+
+class CarryChangedError(ComposedLiftsError, ValueError):
+    """A block returns a carry whose structure, shape or dtype differs from the carry it got.
+
+    A scan needs the carry to keep its type from layer to layer.
+    """
+
+
+class BlockOutputError(ComposedLiftsError, TypeError):
+    """A block's ``__call__`` returns something other than a ``(carry, y)`` pair."""
+
+
+class LayerInputsError(ComposedLiftsError, ValueError):
+    """Per-layer inputs ``xs`` whose layer axis is not ``num_layers`` long."""
+
+
+class BatchSizeError(ComposedLiftsError, ValueError):
+    """Leaves of the carry (or per-example inputs) disagree on the batch size."""
+
+
+class MissingRngError(ComposedLiftsError, ValueError):
+    """The block asks for an RNG stream (``self.make_rng("dropout")``) that the call does not provide."""

@@ -1,0 +1,165 @@
+"""Typed options for a layer stack: how params relate to the batch, remat, scan settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+
+import jax
+
+from ._errors import ArgumentTypeError
+from ._validate import check_integer
+
+__all__ = ["BatchMode", "LayerInputs", "Remat", "StackOptions"]
+
+
+class BatchMode(enum.Enum):
+    """How the stack's params relate to the batch axis.
+
+    - ``SHARED``: one set of N-layer params for every example (the seed's layout):
+      ``nn.vmap(variable_axes={"params": None}, split_rngs={"params": False})``.
+    - ``ENSEMBLE``: one N-layer stack per example; the vmap adds a leading batch axis
+      ``(B, N, ...)`` and splits the init RNG, so the members differ.
+    - ``NONE``: no batch transform; the stack maps one example (or whatever the block
+      itself handles) and params are ``(N, ...)``.
+    """
+
+    SHARED = "shared"
+    ENSEMBLE = "ensemble"
+    NONE = "none"
+
+
+class LayerInputs(enum.Enum):
+    """Where per-layer inputs ``xs`` (leading axis N) come from.
+
+    - ``SHARED``: ``xs`` has shape ``(N, ...)`` and is the same for every example.
+    - ``PER_EXAMPLE``: ``xs`` has shape ``(B, N, ...)``, one slice per example.
+    """
+
+    SHARED = "shared"
+    PER_EXAMPLE = "per_example"
+
+
+class Remat(enum.Enum):
+    """Rematerialisation of each block (``nn.remat`` / ``jax.checkpoint``) and its policy.
+
+    - ``NONE``: no remat; the backward pass keeps every intermediate.
+    - ``FULL``: save nothing inside a block (``jax.checkpoint_policies.nothing_saveable``).
+    - ``DOTS``: save matmul outputs (``dots_saveable``), recompute the elementwise rest.
+    - ``DOTS_NO_BATCH``: save matmuls without batch dims (``dots_with_no_batch_dims_saveable``).
+    """
+
+    NONE = "none"
+    FULL = "full"
+    DOTS = "dots"
+    DOTS_NO_BATCH = "dots_no_batch"
+
+    def policy(self):
+        """The ``jax.checkpoint`` policy, or ``None`` for ``NONE``."""
+        policies = jax.checkpoint_policies
+        return {
+            Remat.NONE: None,
+            Remat.FULL: policies.nothing_saveable,
+            Remat.DOTS: policies.dots_saveable,
+            Remat.DOTS_NO_BATCH: policies.dots_with_no_batch_dims_saveable,
+        }[self]
+
+
+def _check_enum(name: str, value, cls: type[enum.Enum]):
+    if not isinstance(value, cls):
+        choices = ", ".join(f"{cls.__name__}.{m.name}" for m in cls)
+        raise ArgumentTypeError(
+            f"{name} must be a {cls.__name__} ({choices}), got {value!r}; "
+            f"to convert a string use {cls.__name__}({value!r})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class StackOptions:
+    """How to lift a block into a stack of ``num_layers`` layers.
+
+    Attributes:
+      num_layers: N, the number of layers (the scan's length); 0 gives the identity.
+      batch: how params relate to the batch (:class:`BatchMode`).
+      layer_inputs: shape of the per-layer inputs ``xs`` (:class:`LayerInputs`).
+      layer_index: pass the layer index (an int32 scalar, 0..N-1, also under
+        ``reverse``) to the block as a third argument ``block(carry, x, index)``.
+      reverse: run the layers from N-1 down to 0 (params stay indexed by layer).
+      unroll: how many scan iterations to unroll into one loop body.
+      remat: rematerialise each block, with a policy (:class:`Remat`).
+      layer_axis_name: logical name of the layer axis in params' partitioning
+        metadata (``nn.with_partitioning``); ``None`` adds no name.
+      batch_axis_name: the vmap's axis name, for collectives such as
+        ``BatchNorm(axis_name="batch")`` or ``jax.lax.pmean`` across the batch.
+      collection_axes: a mapping (kept as a sorted tuple of pairs, so that the
+        options stay hashable) from collection name to the vmap's axis for it, for
+        collections other than
+        ``params``, overriding the defaults: ``batch_stats`` shared (``None``),
+        every other collection (``intermediates``, ``cache``, yours) per example (0).
+    """
+
+    num_layers: int
+    batch: BatchMode = BatchMode.SHARED
+    layer_inputs: LayerInputs = LayerInputs.SHARED
+    layer_index: bool = False
+    reverse: bool = False
+    unroll: int = 1
+    remat: Remat = Remat.NONE
+    layer_axis_name: str | None = "layers"
+    batch_axis_name: str = "batch"
+    collection_axes: Mapping[str, int | None] | tuple = ()
+
+    def __post_init__(self):
+        check_integer("StackOptions.num_layers", self.num_layers, minimum=0)
+        check_integer("StackOptions.unroll", self.unroll, minimum=1)
+        _check_enum("StackOptions.batch", self.batch, BatchMode)
+        _check_enum("StackOptions.layer_inputs", self.layer_inputs, LayerInputs)
+        _check_enum("StackOptions.remat", self.remat, Remat)
+        for name in ("layer_index", "reverse"):
+            if not isinstance(getattr(self, name), bool):
+                raise ArgumentTypeError(
+                    f"StackOptions.{name} must be True or False, got {getattr(self, name)!r}"
+                )
+        if self.layer_axis_name is not None and not isinstance(self.layer_axis_name, str):
+            raise ArgumentTypeError(
+                f"StackOptions.layer_axis_name must be a str or None, got {self.layer_axis_name!r}"
+            )
+        if not isinstance(self.batch_axis_name, str):
+            raise ArgumentTypeError(
+                f"StackOptions.batch_axis_name must be a str, got {self.batch_axis_name!r}"
+            )
+        axes_in = self.collection_axes
+        if isinstance(axes_in, tuple):
+            try:
+                axes_in = dict(axes_in)
+            except (TypeError, ValueError):
+                pass
+        if not isinstance(axes_in, Mapping):
+            raise ArgumentTypeError(
+                "StackOptions.collection_axes must be a mapping from collection name to "
+                f"0 or None, got {self.collection_axes!r}"
+            )
+        for key, axis in axes_in.items():
+            if key == "params" or axis not in (0, None) or isinstance(axis, bool):
+                raise ArgumentTypeError(
+                    "StackOptions.collection_axes maps collections other than 'params' to 0 "
+                    f"(per example) or None (shared), got {key!r}: {axis!r}; params follow "
+                    "StackOptions.batch"
+                )
+        # Stored as a sorted tuple of pairs so that options stay hashable (static under jit).
+        object.__setattr__(
+            self, "collection_axes", tuple(sorted(axes_in.items()))
+        )
+
+    def vmap_variable_axes(self) -> dict:
+        """The ``variable_axes`` of the batch vmap (first matching filter wins)."""
+        axes: dict = {"params": 0 if self.batch is BatchMode.ENSEMBLE else None}
+        axes.update({"batch_stats": None})
+        axes.update(dict(self.collection_axes))
+        axes[True] = 0
+        return axes
+
+    def vmap_split_rngs(self) -> dict:
+        """The ``split_rngs`` of the batch vmap: params split only for an ensemble; others always."""
+        return {"params": self.batch is BatchMode.ENSEMBLE, True: True}
