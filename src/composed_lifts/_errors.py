@@ -11,13 +11,16 @@ __all__ = [
     "ArgumentRangeError",
     "ArgumentTypeError",
     "BatchSizeError",
+    "BlockImportError",
     "BlockOutputError",
     "CarryChangedError",
     "ComposedLiftsError",
+    "ConfusedSplitError",
     "InputDtypeError",
     "InputFileError",
     "InputShapeError",
     "LayerInputsError",
+    "LayoutProbeError",
     "MissingRngError",
     "NonFiniteInputError",
     "SeedRangeError",
@@ -102,3 +105,34 @@ class BatchSizeError(ComposedLiftsError, ValueError):
 
 class MissingRngError(ComposedLiftsError, ValueError):
     """The block asks for an RNG stream (``self.make_rng("dropout")``) that the call does not provide."""
+
+
+class ConfusedSplitError(ComposedLiftsError, ValueError):
+    """A lift splits the params RNG but does not give params an axis to hold the split values.
+
+    ``nn.vmap(..., variable_axes={"params": None}, split_rngs={"params": True})``
+    initialises a different param per example and then has nowhere to put them:
+    JAX fails deep inside the vmap with "got axis spec None but output was
+    batched". ``composed_lifts.doctor`` refuses the composition before tracing.
+
+    >>> from composed_lifts import Block
+    >>> from composed_lifts.doctor import Composition, LiftParams, describe
+    >>> bad = Composition(num_layers=2, vmap=LiftParams(variable_axis=None, split_rngs=True))
+    >>> describe(Block(features=3), bad, carry=(4, 3))
+    Traceback (most recent call last):
+    ...
+    composed_lifts._errors.ConfusedSplitError: the vmap's split_rngs={'params': True} ...
+    """
+
+
+class BlockImportError(ComposedLiftsError, ValueError):
+    """A block named as ``module:Class`` that cannot be imported, or is not a Linen module class."""
+
+
+class LayoutProbeError(ComposedLiftsError, ValueError):
+    """Re-evaluating a stack with another number of layers or batch size changed its param tree.
+
+    The doctor finds each axis's role by probing (evaluating again with N+1
+    layers and B+2 examples); that needs the tree's structure and each leaf's
+    rank to stay the same.
+    """

@@ -148,9 +148,7 @@ class StackOptions:
                     "StackOptions.batch"
                 )
         # Stored as a sorted tuple of pairs so that options stay hashable (static under jit).
-        object.__setattr__(
-            self, "collection_axes", tuple(sorted(axes_in.items()))
-        )
+        object.__setattr__(self, "collection_axes", tuple(sorted(axes_in.items())))
 
     def vmap_variable_axes(self) -> dict:
         """The ``variable_axes`` of the batch vmap (first matching filter wins)."""

@@ -79,9 +79,7 @@ def linen_stack(block: type[nn.Module], options: StackOptions) -> type[nn.Module
     target = block
     if options.remat is not Remat.NONE:
         target = nn.remat(target, policy=options.remat.policy(), prevent_cse=False)
-    scan_metadata = (
-        {nn.PARTITION_NAME: options.layer_axis_name} if options.layer_axis_name else {}
-    )
+    scan_metadata = {nn.PARTITION_NAME: options.layer_axis_name} if options.layer_axis_name else {}
     lifted = nn.scan(
         target,
         variable_axes={True: 0},
@@ -132,4 +130,3 @@ def linen_stack(block: type[nn.Module], options: StackOptions) -> type[nn.Module
         f"the batch (built by composed_lifts.linen_stack with {options!r})."
     )
     return Stack
-

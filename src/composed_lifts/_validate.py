@@ -131,4 +131,3 @@ def as_float32_matrix(
             f"(about 3.4e38) become inf; clean the input or pass check_finite=False"
         )
     return jnp.asarray(host) if x32 is None else x32
-

@@ -44,10 +44,15 @@ def register(commands) -> None:
     )
     source = p.add_mutually_exclusive_group()
     source.add_argument(
-        "--batch", type=int, default=None, help=f"B for the default example (default {DEFAULT_BATCH})"
+        "--batch",
+        type=int,
+        default=None,
+        help=f"B for the default example (default {DEFAULT_BATCH})",
     )
     source.add_argument(
-        "--input", metavar="FILE", help="x_batch from .npy, .json (list of lists) or - (JSON on stdin)"
+        "--input",
+        metavar="FILE",
+        help="x_batch from .npy, .json (list of lists) or - (JSON on stdin)",
     )
     p.add_argument(
         "--output", metavar="FILE", help="write the flattened (B*F,) result to .npy or .json"
@@ -129,7 +134,11 @@ def _print_text(report: dict, matrix: np.ndarray, layout) -> None:
         params.add_column(col, justify="right" if col == "count" else "left")
     for leaf in layout:
         params.add_row(
-            leaf.path, str(leaf.shape), "(" + ", ".join(leaf.axes) + ")", leaf.dtype, f"{leaf.size:,}"
+            leaf.path,
+            str(leaf.shape),
+            "(" + ", ".join(leaf.axes) + ")",
+            leaf.dtype,
+            f"{leaf.size:,}",
         )
     params.add_row("total", "", "", "", f"{sum(leaf.size for leaf in layout):,}")
     console.print(params)
@@ -156,4 +165,3 @@ def _print_text(report: dict, matrix: np.ndarray, layout) -> None:
     )
     if report["output"]:
         console.print(f"wrote the flattened result to {report['output']}")
-
