@@ -11,11 +11,11 @@ import argparse
 import sys
 
 from .._errors import ComposedLiftsError
-from . import _run
+from . import _inspect, _run
 
 __all__ = ["main"]
 
-_COMMANDS = (_run,)
+_COMMANDS = (_run, _inspect)
 
 
 class _Parser(argparse.ArgumentParser):

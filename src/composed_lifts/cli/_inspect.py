@@ -1,0 +1,191 @@
+"""``composed-lifts inspect``: the layout doctor on the seed's composition or on yours.
+
+Exit status: 0 clean (warnings and notes included), 1 when a finding is an
+error, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import json
+import os
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from .._errors import ArgumentRangeError, ArgumentTypeError, BlockImportError
+from .._options import BatchMode
+from .._seed import Block
+from ..doctor import Composition, LiftOrder, LiftParams, Severity, check, plot_layout
+from ..doctor._report import render_text
+
+DEFAULT_LAYERS = 4
+DEFAULT_FEATURES = 8
+DEFAULT_BATCH = 4
+
+_AXES = {"none": None, "0": 0}
+_BOOLS = {"false": False, "true": True}
+
+
+def register(commands) -> None:
+    p = commands.add_parser(
+        "inspect",
+        help="explain a composition of nn.scan and nn.vmap: param layout, axis roles, pitfalls",
+        description=(
+            "Describe the params a composition of lifts makes (shapes from jax.eval_shape, each "
+            "axis's role found by probing with other N and B) and check it for the classic "
+            "pitfalls. Defaults: the seed's Block and its nn.vmap(nn.scan(Block)) composition. "
+            "Exit status 0 clean, 1 when a finding is an error, 2 for bad input."
+        ),
+    )
+    p.add_argument("--layers", type=int, default=DEFAULT_LAYERS, help="N (default %(default)s)")
+    p.add_argument(
+        "--features", type=int, default=DEFAULT_FEATURES,
+        help="the block's features field (default %(default)s)",
+    )
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="B (default %(default)s)")
+    p.add_argument(
+        "--width", type=int, default=None,
+        help="the carry's width x.shape[-1] (default: --features)",
+    )
+    p.add_argument(
+        "--order", choices=[o.value for o in LiftOrder], default=LiftOrder.VMAP_OF_SCAN.value,
+        help="vmap-of-scan = nn.vmap(nn.scan(Block)) (default), scan-of-vmap = reversed",
+    )
+    p.add_argument(
+        "--vmap-variable-axes", choices=list(_AXES), default="none",
+        help="the vmap's variable_axes['params'] (default none: shared across the batch)",
+    )
+    p.add_argument(
+        "--vmap-split-rngs", choices=list(_BOOLS), default="false",
+        help="the vmap's split_rngs['params'] (default false)",
+    )
+    p.add_argument(
+        "--scan-variable-axes", choices=list(_AXES), default="0",
+        help="the scan's variable_axes['params'] (default 0: one slice per layer)",
+    )
+    p.add_argument(
+        "--scan-split-rngs", choices=list(_BOOLS), default="true",
+        help="the scan's split_rngs['params'] (default true)",
+    )
+    p.add_argument(
+        "--intent", choices=[BatchMode.SHARED.value, BatchMode.ENSEMBLE.value],
+        default=BatchMode.SHARED.value,
+        help="what you meant params to be across the batch (default shared)",
+    )
+    p.add_argument(
+        "--block", metavar="MODULE:CLASS", default=None,
+        help="your Linen block, e.g. mypkg.blocks:Residual (default: the seed's Block)",
+    )
+    p.add_argument(
+        "--field", metavar="NAME=VALUE", action="append", default=[],
+        help="a field of the block (repeatable); features defaults to --features",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the lift-order comparison input")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the param layout to a PNG file")
+    p.set_defaults(handler=run)
+
+
+def load_block(text: str) -> type[nn.Module]:
+    """Import ``module:Class`` (the current folder is importable, as with ``python -m``)."""
+    module_name, sep, class_name = text.partition(":")
+    if not sep or not module_name or not class_name:
+        raise BlockImportError(
+            f"--block must be MODULE:CLASS, e.g. mypkg.blocks:Residual, got {text!r}"
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise BlockImportError(
+            f"--block {text!r}: cannot import module {module_name!r} ({err}); run from the "
+            f"folder that holds it or put it on PYTHONPATH"
+        ) from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise BlockImportError(
+            f"--block {text!r}: module {module_name!r} has no attribute {class_name!r}"
+        )
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise BlockImportError(
+            f"--block {text!r} is {cls!r}, not a Linen module class (a subclass of "
+            f"flax.linen.Module)"
+        )
+    return cls
+
+
+def _fields(cls: type[nn.Module], args: argparse.Namespace) -> dict:
+    fields = {}
+    for item in args.field:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise ArgumentTypeError(
+                f"--field must be NAME=VALUE, e.g. --field hidden=16, got {item!r}"
+            )
+        try:
+            fields[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            fields[name] = value
+    names = {f for f in getattr(cls, "__dataclass_fields__", {})}
+    if "features" in names:
+        fields.setdefault("features", args.features)
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise ArgumentTypeError(
+            f"--field {unknown[0]!r}: {cls.__name__} has no such field; its fields are "
+            f"{sorted(names - {'parent', 'name'})}"
+        )
+    return fields
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("layers", "features", "batch"):
+        if getattr(args, name) < 1:
+            raise ArgumentRangeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    width = args.features if args.width is None else args.width
+    if width < 1:
+        raise ArgumentRangeError(f"--width must be >= 1, got {width}")
+    cls = Block if args.block is None else load_block(args.block)
+    fields = _fields(cls, args)
+    try:
+        block = cls(**fields)
+    except TypeError as err:
+        raise ArgumentTypeError(
+            f"{cls.__name__} could not be built from the fields {fields}: {err}; give the "
+            f"missing fields with --field NAME=VALUE"
+        ) from None
+    composition = Composition(
+        num_layers=args.layers,
+        order=LiftOrder(args.order),
+        scan=LiftParams(_AXES[args.scan_variable_axes], _BOOLS[args.scan_split_rngs]),
+        vmap=LiftParams(_AXES[args.vmap_variable_axes], _BOOLS[args.vmap_split_rngs]),
+        intent=BatchMode(args.intent),
+    )
+    carry = jax.ShapeDtypeStruct((args.batch, width), jnp.float32)
+    report = check(block, composition, carry, seed=args.seed)
+    if args.plot:
+        if report.layout is None:
+            print(
+                f"composed-lifts inspect: no plot written to {args.plot}: the layout could not "
+                f"be evaluated (see the error finding)",
+                file=sys.stderr,
+            )
+        else:
+            plot_layout(report.layout, args.plot)
+    if args.format == "json":
+        json.dump({**report.as_dict(), "plot": args.plot if report.layout else None}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        render_text(report, console)
+        if args.plot and report.layout is not None:
+            console.print(f"wrote the layout picture to {args.plot}")
+    return 1 if any(f.severity is Severity.ERROR for f in report.findings) else 0

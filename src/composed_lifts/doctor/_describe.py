@@ -1,0 +1,247 @@
+"""``describe``: the param tree a composition of lifts will make, without running the model.
+
+Every shape comes from ``jax.eval_shape`` (nothing is computed), and the role
+of every axis from probing (:mod:`._roles`): the stack is evaluated again with
+one more layer and with two more examples, and the axes that move are the
+layer and batch axes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from .._errors import ArgumentTypeError, ConfusedSplitError
+from ._inputs import BlockSpec, as_block, as_carry, check_one_layer, per_example, with_batch
+from ._roles import AxisRole, axis_roles, probe_sizes
+from ._spec import Composition, compose
+
+__all__ = [
+    "LayoutReport",
+    "LeafReport",
+    "UnrolledTotals",
+    "abstract_variables",
+    "confused_split_fix",
+    "confused_split_message",
+    "describe",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class LeafReport:
+    """One leaf of the variables: where it lives, its shape and dtype, and each axis's role."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    roles: tuple[AxisRole, ...]
+
+    @property
+    def count(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * np.dtype(self.dtype).itemsize
+
+    def axes_text(self) -> str:
+        """``(N=3, F=8, F=8)``: each axis's role letter and size."""
+        return "(" + ", ".join(f"{r.letter}={d}" for r, d in zip(self.roles, self.shape)) + ")"
+
+    def as_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "roles": [r.value for r in self.roles],
+            "count": self.count,
+            "bytes": self.nbytes,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class UnrolledTotals:
+    """The same stack written as a Python loop over ``blocks`` separate block instances.
+
+    ``blocks`` is N (times B when each example has its own stack, times 1/N
+    when the scan shares params across layers); each has ``per_block_count``
+    params.
+    """
+
+    blocks: int
+    per_block_count: int
+    per_block_bytes: int
+
+    @property
+    def count(self) -> int:
+        return self.blocks * self.per_block_count
+
+    @property
+    def nbytes(self) -> int:
+        return self.blocks * self.per_block_bytes
+
+    def as_dict(self) -> dict:
+        return {
+            "blocks": self.blocks,
+            "per_block_count": self.per_block_count,
+            "per_block_bytes": self.per_block_bytes,
+            "count": self.count,
+            "bytes": self.nbytes,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutReport:
+    """What :func:`describe` found: every leaf with its axis roles, and the totals."""
+
+    block: str
+    composition: Composition
+    batch: int
+    leaves: tuple[LeafReport, ...]
+    unrolled: UnrolledTotals
+
+    @property
+    def count(self) -> int:
+        return sum(leaf.count for leaf in self.leaves)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(leaf.nbytes for leaf in self.leaves)
+
+    def leaf(self, path: str) -> LeafReport:
+        """The leaf at ``path`` (``"params/Dense_0/kernel"``)."""
+        for leaf in self.leaves:
+            if leaf.path == path:
+                return leaf
+        raise KeyError(f"no leaf {path!r}; the leaves are {[leaf.path for leaf in self.leaves]}")
+
+    def as_dict(self) -> dict:
+        c = self.composition
+        return {
+            "block": self.block,
+            "recipe": c.recipe(self.block.split("(")[0]),
+            "order": c.order.value,
+            "num_layers": c.num_layers,
+            "batch": self.batch,
+            "scan": dataclasses.asdict(c.scan),
+            "vmap": dataclasses.asdict(c.vmap),
+            "intent": c.intent.value,
+            "leaves": [leaf.as_dict() for leaf in self.leaves],
+            "count": self.count,
+            "bytes": self.nbytes,
+            "unrolled": self.unrolled.as_dict(),
+        }
+
+
+def confused_split_message(composition: Composition, batch: int) -> str | None:
+    """Why ``composition`` splits an RNG that no params axis can hold, or ``None``."""
+    vmap, scan = composition.vmap, composition.scan
+    if composition.batched and vmap.variable_axis is None and vmap.split_rngs:
+        return (
+            "the vmap's split_rngs={'params': True} gives every example its own init key, but "
+            "its variable_axes={'params': None} says the params are shared across the batch, so "
+            f"{batch} different inits have nowhere to go; JAX would fail inside the vmap with "
+            "\"got "
+            "axis spec None but output was batched\" (the params came out with a batch axis the "
+            "spec says they do not have)"
+        )
+    if scan.variable_axis is None and scan.split_rngs:
+        return (
+            "the scan's split_rngs={'params': True} gives every layer its own init key, but its "
+            "variable_axes={'params': None} (variable_broadcast='params') shares one set of "
+            f"params across the layers, so {composition.num_layers} different inits have nowhere "
+            "to go; Flax would fail "
+            "with \"broadcasted variable has a data dependency on the scan body\""
+        )
+    return None
+
+
+def abstract_variables(block: BlockSpec, composition: Composition, carry):
+    """``jax.eval_shape`` of ``init`` of the composed stack (shapes only)."""
+    model = compose(block.cls, composition)(**dict(block.fields))
+    return jax.eval_shape(model.init, jax.random.PRNGKey(0), carry, None)
+
+
+def describe(block, composition: Composition, carry) -> LayoutReport:
+    """The variables ``composition`` of ``block`` will have for ``carry``, with each axis's role.
+
+    Args:
+      block: a Linen module instance, e.g. ``Block(features=8)``; it is called as
+        ``block(carry, None)`` and returns ``(carry, y)``.
+      composition: the lifts (:class:`Composition`; ``Composition.from_options`` takes a
+        ``StackOptions``).
+      carry: the batched carry: a shape tuple (float32), an array, a ``ShapeDtypeStruct``
+        or a pytree of them, with the batch B on axis 0.
+
+    Raises:
+      ConfusedSplitError: a lift splits the params RNG without a params axis to hold it.
+      CarryChangedError: one layer changes the carry's shape (``x.shape[-1] != features``).
+      BlockOutputError, MissingRngError, LayoutProbeError.
+
+    >>> from composed_lifts import Block
+    >>> report = describe(Block(features=8), Composition(num_layers=3), carry=(4, 8))
+    >>> for leaf in report.leaves:
+    ...     print(leaf.path, leaf.axes_text(), leaf.count)
+    params/Dense_0/bias (N=3, F=8) 24
+    params/Dense_0/kernel (N=3, F=8, F=8) 192
+    >>> report.count, report.unrolled.blocks, report.unrolled.count
+    (216, 3, 216)
+    """
+    spec = as_block(block)
+    if not isinstance(composition, Composition):
+        raise ArgumentTypeError(
+            f"composition must be a Composition, got {composition!r}; e.g. "
+            f"Composition(num_layers=4), or Composition.from_options(StackOptions(num_layers=4))"
+        )
+    abstract, batch = as_carry(carry, composition)
+    message = confused_split_message(composition, batch)
+    if message is not None:
+        raise ConfusedSplitError(f"{message}; {confused_split_fix(composition)}")
+    check_one_layer(spec, abstract, composition)
+    n = composition.num_layers
+    more_n, more_b = probe_sizes(n, batch)
+    base = abstract_variables(spec, composition, abstract)
+    roles = axis_roles(
+        base,
+        abstract_variables(spec, composition.with_layers(more_n), abstract),
+        abstract_variables(spec, composition, with_batch(abstract, more_b)),
+    )
+    leaves = tuple(
+        LeafReport(path, tuple(int(d) for d in leaf.shape), np.dtype(leaf.dtype).name, r)
+        for (path, r), leaf in zip(roles, jax.tree_util.tree_leaves(base))
+    )
+    one = jax.eval_shape(
+        spec.make().init, jax.random.PRNGKey(0), per_example(abstract, composition), None
+    )
+    one_leaves = jax.tree_util.tree_leaves(one)
+    per_block = sum(int(np.prod(s.shape, dtype=np.int64)) for s in one_leaves)
+    per_block_bytes = sum(
+        int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize for s in one_leaves
+    )
+    blocks = (n if composition.scan.variable_axis is not None else 1) * (
+        batch if composition.batched and composition.vmap.variable_axis is not None else 1
+    )
+    return LayoutReport(
+        block=spec.text(),
+        composition=composition,
+        batch=batch,
+        leaves=leaves,
+        unrolled=UnrolledTotals(blocks, per_block, per_block_bytes),
+    )
+
+
+def confused_split_fix(composition: Composition) -> str:
+    """The fix for :func:`confused_split_message`'s fault."""
+    if composition.batched and composition.vmap.variable_axis is None:
+        return (
+            "for params shared across the batch use split_rngs={'params': False} on the vmap; "
+            "for an ensemble (one stack per example) use variable_axes={'params': 0} with "
+            "split_rngs={'params': True}"
+        )
+    return (
+        "for one set of params shared by all layers use split_rngs={'params': False} on the "
+        "scan; for per-layer params use variable_axes={'params': 0}"
+    )
+
