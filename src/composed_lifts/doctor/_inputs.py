@@ -130,9 +130,14 @@ def check_one_layer(block: BlockSpec, carry, composition: Composition) -> None:
 
     out = jax.eval_shape(step, one)
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        what = (
+            "a single array"
+            if isinstance(out, jax.ShapeDtypeStruct)
+            else f"a {type(out).__name__}"
+            + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "")
+        )
         raise BlockOutputError(
-            f"the block must return a pair (carry, y) (y may be None), but returned a "
-            f"{type(out).__name__}; end its __call__ with `return carry, None`"
+            f"the block must return a pair (carry, y) (y may be None), but returned {what}"
         )
     before, after = jax.tree_util.tree_structure(one), jax.tree_util.tree_structure(out[0])
     if before != after:

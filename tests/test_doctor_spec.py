@@ -1,0 +1,90 @@
+"""doctor._spec: the typed composition, its Flax keyword arguments, and compose() against the seed."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from composed_lifts import BatchMode, Block, StackOptions, seed_model
+from composed_lifts.doctor import Composition, LiftOrder, LiftParams, compose
+from composed_lifts.errors import ArgumentRangeError, ArgumentTypeError
+
+
+def test_default_is_the_seed_recipe():
+    c = Composition(num_layers=4)
+    assert c.order is LiftOrder.VMAP_OF_SCAN and c.intent is BatchMode.SHARED
+    assert c.scan == LiftParams(variable_axis=0, split_rngs=True)
+    assert c.vmap == LiftParams(variable_axis=None, split_rngs=False)
+    assert c.scan_kwargs()["variable_axes"]["params"] == 0
+    assert c.scan_kwargs()["split_rngs"]["params"] is True and c.scan_kwargs()["length"] == 4
+    assert c.vmap_kwargs()["variable_axes"]["params"] is None
+    assert c.vmap_kwargs()["split_rngs"]["params"] is False
+    assert c.recipe("Block") == (
+        'nn.vmap(nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, '
+        'length=4), variable_axes={"params": None}, split_rngs={"params": False})'
+    )
+    reversed_ = c.with_order(LiftOrder.SCAN_OF_VMAP).recipe("Block")
+    assert reversed_.startswith("nn.scan(nn.vmap(Block, ")
+
+
+@pytest.mark.parametrize(
+    "batch, order, vmap",
+    [
+        (BatchMode.SHARED, LiftOrder.VMAP_OF_SCAN, LiftParams(None, False)),
+        (BatchMode.ENSEMBLE, LiftOrder.VMAP_OF_SCAN, LiftParams(0, True)),
+        (BatchMode.NONE, LiftOrder.SCAN_ONLY, LiftParams(None, False)),
+    ],
+)
+def test_from_options_mirrors_linen_stack(batch, order, vmap):
+    options = StackOptions(num_layers=3, batch=batch)
+    c = Composition.from_options(options)
+    assert (c.num_layers, c.order, c.vmap, c.intent) == (3, order, vmap, batch)
+    if batch is not BatchMode.NONE:
+        assert c.vmap_kwargs()["variable_axes"]["params"] == options.vmap_variable_axes()["params"]
+        assert c.vmap_kwargs()["split_rngs"]["params"] == options.vmap_split_rngs()["params"]
+
+
+def test_compose_is_bitwise_the_seed_model():
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3)), jnp.float32)
+    key = jax.random.PRNGKey(5)
+    ours = compose(Block, Composition(num_layers=2))(features=3)
+
+    @jax.jit
+    def both(key, x):
+        return ours.init(key, x, None), seed_model(2, 3).init(key, x, None)
+
+    mine, seeds = both(key, x)
+    assert jax.tree_util.tree_structure(mine) == jax.tree_util.tree_structure(seeds)
+    for a, b in zip(jax.tree_util.tree_leaves(mine), jax.tree_util.tree_leaves(seeds)):
+        assert a.shape == b.shape and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"variable_axis": 1, "split_rngs": True}, ArgumentRangeError, ["0 or None", "got 1"]),
+        ({"variable_axis": True, "split_rngs": True}, ArgumentTypeError, ["0 or None", "True"]),
+        ({"variable_axis": "0", "split_rngs": True}, ArgumentTypeError, ["0 or None", "'0'"]),
+        ({"variable_axis": 0, "split_rngs": "yes"}, ArgumentTypeError, ["True or False", "'yes'"]),
+    ],
+)
+def test_lift_params_refuse_bad_values(kwargs, error, words):
+    with pytest.raises(error) as info:
+        LiftParams(**kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_composition_refuses_bad_values():
+    with pytest.raises(ArgumentRangeError, match=r"num_layers must be >= 1, got 0"):
+        Composition(num_layers=0)
+    with pytest.raises(ArgumentTypeError, match=r"Composition.order must be a LiftOrder.*'vmap'"):
+        Composition(num_layers=2, order="vmap")
+    with pytest.raises(ArgumentTypeError, match=r"Composition.vmap must be a LiftParams.*e.g."):
+        Composition(num_layers=2, vmap={"params": None})
+    with pytest.raises(ArgumentTypeError, match=r"options must be a StackOptions, got 4"):
+        Composition.from_options(4)
+    with pytest.raises(ArgumentTypeError, match=r"Linen module class.*got <function"):
+        compose(lambda x: x, Composition(num_layers=2))
+    assert issubclass(compose(Block, Composition(num_layers=2)), nn.Module)
