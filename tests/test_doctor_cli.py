@@ -29,8 +29,19 @@ def test_seed_composition_is_clean(capsys, monkeypatch):
 
 def test_json_for_an_ensemble_by_accident(capsys):
     status, out, _ = inspect(
-        capsys, "--layers", "2", "--features", "3", "--batch", "4",
-        "--vmap-variable-axes", "0", "--vmap-split-rngs", "true", "--format", "json",
+        capsys,
+        "--layers",
+        "2",
+        "--features",
+        "3",
+        "--batch",
+        "4",
+        "--vmap-variable-axes",
+        "0",
+        "--vmap-split-rngs",
+        "true",
+        "--format",
+        "json",
     )
     assert status == 0  # a warning, not an error
     report = json.loads(out)
@@ -41,8 +52,21 @@ def test_json_for_an_ensemble_by_accident(capsys):
     assert kernel["shape"] == [4, 2, 3, 3]
     assert kernel["roles"] == ["batch", "layer", "feature", "feature"]
     status, out, _ = inspect(
-        capsys, "--layers", "2", "--features", "3", "--batch", "4", "--intent", "ensemble",
-        "--vmap-variable-axes", "0", "--vmap-split-rngs", "true", "--format", "json",
+        capsys,
+        "--layers",
+        "2",
+        "--features",
+        "3",
+        "--batch",
+        "4",
+        "--intent",
+        "ensemble",
+        "--vmap-variable-axes",
+        "0",
+        "--vmap-split-rngs",
+        "true",
+        "--format",
+        "json",
     )
     assert status == 0 and json.loads(out)["findings"] == []
 
@@ -59,7 +83,9 @@ def test_error_findings_exit_1(capsys, args, pitfall, words):
     report = json.loads(out)
     assert status == 1 and report["ok"] is False and report["layout"] is None
     assert [f["pitfall"] for f in report["findings"]] == [pitfall]
-    assert report["findings"][0]["severity"] == "error" and words in report["findings"][0]["message"]
+    assert (
+        report["findings"][0]["severity"] == "error" and words in report["findings"][0]["message"]
+    )
     status, out, _ = inspect(capsys, "--features", "4", *args)
     assert status == 1 and f"ERROR {pitfall}:" in out and "fix:" in out
 
@@ -67,8 +93,21 @@ def test_error_findings_exit_1(capsys, args, pitfall, words):
 def test_user_block_with_two_widths_and_a_plot(capsys, tmp_path):
     png = tmp_path / "layout.png"
     status, out, err = inspect(
-        capsys, "--block", "doctor_blocks:TwoWidths", "--field", "hidden=6", "--features", "3",
-        "--layers", "2", "--batch", "2", "--format", "json", "--plot", str(png),
+        capsys,
+        "--block",
+        "doctor_blocks:TwoWidths",
+        "--field",
+        "hidden=6",
+        "--features",
+        "3",
+        "--layers",
+        "2",
+        "--batch",
+        "2",
+        "--format",
+        "json",
+        "--plot",
+        str(png),
     )
     assert status == 0, err
     report = json.loads(out)
@@ -115,12 +154,48 @@ def test_console_script_imports_a_block_from_the_current_folder():
     if not script.exists():
         pytest.skip("the composed-lifts console script is not installed beside this python")
     r = subprocess.run(
-        [str(script), "inspect", "--block", "doctor_blocks:Gated", "--features", "2",
-         "--layers", "2", "--batch", "3", "--format", "json"],
-        capture_output=True, text=True, cwd=pathlib.Path(__file__).parent,
+        [
+            str(script),
+            "inspect",
+            "--block",
+            "doctor_blocks:Gated",
+            "--features",
+            "2",
+            "--layers",
+            "2",
+            "--batch",
+            "3",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=pathlib.Path(__file__).parent,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert r.returncode == 0, r.stderr
     leaves = {leaf["path"]: leaf["roles"] for leaf in json.loads(r.stdout)["layout"]["leaves"]}
-    assert leaves == {"params/mix": ["layer", "feature", "feature", "feature"],
-                      "params/scale": ["layer"]}
+    assert leaves == {
+        "params/mix": ["layer", "feature", "feature", "feature"],
+        "params/scale": ["layer"],
+    }
+
+
+def test_text_keeps_brackets_in_messages():
+    from rich.console import Console
+
+    from composed_lifts.doctor import Composition, Finding, Pitfall, Severity
+    from composed_lifts.doctor._check import CheckReport
+    from composed_lifts.doctor._report import render_text
+
+    finding = Finding(
+        Pitfall.LIFT_ORDER_REVERSED, Severity.WARNING, "params[0] moved", "index [layer, example]"
+    )
+    report = CheckReport(
+        "Block(features=2)", Composition(num_layers=2), "float32[3, 2]", 3, (finding,), None
+    )
+    console = Console(record=True, width=200)
+    render_text(report, console)
+    text = console.export_text()
+    assert "WARNING lift-order-reversed: params[0] moved" in text
+    assert "fix: index [layer, example]" in text and "carry float32[3, 2]" in text

@@ -75,6 +75,7 @@ class CheckReport:
     block: str
     composition: Composition
     carry: str
+    batch: int
     findings: tuple[Finding, ...]
     layout: LayoutReport | None
     comparison: OrderComparison | None = None
@@ -92,6 +93,7 @@ class CheckReport:
             "block": self.block,
             "recipe": self.composition.recipe(self.block.split("(")[0]),
             "carry": self.carry,
+            "batch": self.batch,
             "ok": self.ok,
             "findings": [f.as_dict() for f in self.findings],
             "layout": None if self.layout is None else self.layout.as_dict(),
@@ -220,7 +222,9 @@ def check(block, composition: Composition, carry, *, seed: int = 0) -> CheckRepo
         )
     seed = check_seed(seed)
     abstract, batch = as_carry(carry, composition)
-    report = functools.partial(CheckReport, spec.text(), composition, carry_text(abstract))
+    report = functools.partial(
+        CheckReport, spec.text(), composition, carry_text(abstract), batch
+    )
     message = confused_split_message(composition, batch)
     if message is not None:
         fix = confused_split_fix(composition)

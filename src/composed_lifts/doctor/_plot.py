@@ -42,7 +42,8 @@ def plot_layout(
 
     leaves = layout.leaves
     max_axes = max((len(leaf.shape) for leaf in leaves), default=0)
-    box_w, label_w = 1.6, 3.6
+    box_w = 1.6
+    label_w = max(2.4, 0.085 * max((len(leaf.path) for leaf in leaves), default=0) + 0.5)
     fig = Figure(figsize=(label_w + 1.2 + box_w * max(max_axes, 1) + 1.6, 1.6 + 0.6 * len(leaves)))
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     width = label_w + box_w * max(max_axes, 1) + 2.8

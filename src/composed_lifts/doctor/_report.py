@@ -13,6 +13,7 @@ _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.
 
 
 def _tree(layout: LayoutReport):
+    from rich.markup import escape
     from rich.tree import Tree
 
     root = Tree("variables", guide_style="dim")
@@ -26,23 +27,25 @@ def _tree(layout: LayoutReport):
         for i in range(len(folders)):
             key = tuple(folders[: i + 1])
             if key not in nodes:
-                nodes[key] = parent.add(folders[i])
+                nodes[key] = parent.add(escape(folders[i]))
             parent = nodes[key]
         parent.add(
-            f"{name:<{width}}  {str(leaf.shape):<{shape_w}}  {leaf.axes_text():<{axes_w}}  "
+            f"{escape(name):<{width}}  {str(leaf.shape):<{shape_w}}  {leaf.axes_text():<{axes_w}}  "
             f"{leaf.dtype}  {leaf.count:>8,} params  {leaf.nbytes:>9,} bytes"
         )
     return root
 
 
 def render_text(report: CheckReport, console) -> None:
-    """Print ``report`` on a ``rich.console.Console``."""
+    """Print ``report`` on a ``rich.console.Console`` (its text escaped: brackets stay brackets)."""
+    from rich.markup import escape
+
     c = report.composition
-    batch = f", B={report.layout.batch} examples" if report.layout is not None else ""
     console.print(
-        f"[bold]{report.block}[/bold], N={c.num_layers} layers{batch}, carry {report.carry}"
+        f"[bold]{escape(report.block)}[/bold], N={c.num_layers} layers, B={report.batch} "
+        f"examples, carry {escape(report.carry)}"
     )
-    console.print(f"lifts: {c.recipe(report.block.split('(')[0])}", soft_wrap=True)
+    console.print(f"lifts: {escape(c.recipe(report.block.split('(')[0]))}", soft_wrap=True)
     console.print(f"meant: params {c.intent.value} across the batch")
     layout = report.layout
     if layout is not None:
@@ -66,6 +69,7 @@ def render_text(report: CheckReport, console) -> None:
     console.print(f"findings: {len(report.findings)}")
     for f in report.findings:
         console.print(
-            f"[{_STYLE[f.severity]}]{f.severity.value.upper()}[/] {f.pitfall.value}: {f.message}"
+            f"[{_STYLE[f.severity]}]{f.severity.value.upper()}[/] {f.pitfall.value}: "
+            f"{escape(f.message)}"
         )
-        console.print(f"  [bold]fix:[/bold] {f.fix}")
+        console.print(f"  [bold]fix:[/bold] {escape(f.fix)}")
