@@ -114,7 +114,7 @@ def test_bad_arguments():
         describe(Block(features=2), Composition(num_layers=2), carry=[[1.0, 2.0]])
     with pytest.raises(ArgumentTypeError, match=r"Block needs field values.*Block\(features=8\)"):
         describe(Block, Composition(num_layers=2), carry=(2, 2))
-    with pytest.raises(ArgumentTypeError, match=r"composition must be a Composition, got 3"):
+    with pytest.raises(ArgumentTypeError, match=r"composition must be a Composition or a StackOptions, got 3"):
         describe(Block(features=2), 3, carry=(2, 2))
 
 

@@ -88,3 +88,15 @@ def test_composition_refuses_bad_values():
     with pytest.raises(ArgumentTypeError, match=r"Linen module class.*got <function"):
         compose(lambda x: x, Composition(num_layers=2))
     assert issubclass(compose(Block, Composition(num_layers=2)), nn.Module)
+
+
+def test_describe_and_check_take_stack_options():
+    from composed_lifts.doctor import check, describe
+
+    options = StackOptions(num_layers=2, batch=BatchMode.ENSEMBLE)
+    report = check(Block(features=2), options, carry=(3, 2))
+    assert report.findings == () and report.composition.intent is BatchMode.ENSEMBLE
+    kernel = describe(Block(features=2), options, carry=(3, 2)).leaf("params/Dense_0/kernel")
+    assert kernel.shape == (3, 2, 2, 2)
+    with pytest.raises(ArgumentTypeError, match=r"block\(carry, None\).*layer_index=True"):
+        Composition.from_options(StackOptions(num_layers=2, layer_index=True))

@@ -17,13 +17,13 @@ import functools
 import jax
 import numpy as np
 
-from .._errors import ArgumentTypeError, BlockOutputError, CarryChangedError
+from .._errors import BlockOutputError, CarryChangedError
 from .._options import BatchMode
 from .._validate import check_seed
 from ._compare import OrderComparison, compare_lift_orders
 from ._describe import LayoutReport, confused_split_fix, confused_split_message, describe
 from ._inputs import as_block, as_carry, check_one_layer
-from ._spec import Composition, LiftOrder
+from ._spec import Composition, LiftOrder, as_composition
 
 __all__ = ["CheckReport", "Finding", "Pitfall", "Severity", "check"]
 
@@ -215,11 +215,7 @@ def check(block, composition: Composition, carry, *, seed: int = 0) -> CheckRepo
     independent layers, 864 params ..."
     """
     spec = as_block(block)
-    if not isinstance(composition, Composition):
-        raise ArgumentTypeError(
-            f"composition must be a Composition, got {composition!r}; e.g. "
-            f"Composition(num_layers=4)"
-        )
+    composition = as_composition(composition)
     seed = check_seed(seed)
     abstract, batch = as_carry(carry, composition)
     report = functools.partial(

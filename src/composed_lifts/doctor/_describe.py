@@ -13,10 +13,10 @@ import dataclasses
 import jax
 import numpy as np
 
-from .._errors import ArgumentTypeError, ConfusedSplitError
+from .._errors import ConfusedSplitError
 from ._inputs import BlockSpec, as_block, as_carry, check_one_layer, per_example, with_batch
 from ._roles import AxisRole, axis_roles, probe_sizes
-from ._spec import Composition, compose
+from ._spec import Composition, as_composition, compose
 
 __all__ = [
     "LayoutReport",
@@ -170,8 +170,8 @@ def describe(block, composition: Composition, carry) -> LayoutReport:
     Args:
       block: a Linen module instance, e.g. ``Block(features=8)``; it is called as
         ``block(carry, None)`` and returns ``(carry, y)``.
-      composition: the lifts (:class:`Composition`; ``Composition.from_options`` takes a
-        ``StackOptions``).
+      composition: the lifts: a :class:`Composition`, or a ``StackOptions`` (read as
+        ``Composition.from_options(options)``, what ``linen_stack`` builds).
       carry: the batched carry: a shape tuple (float32), an array, a ``ShapeDtypeStruct``
         or a pytree of them, with the batch B on axis 0.
 
@@ -190,11 +190,7 @@ def describe(block, composition: Composition, carry) -> LayoutReport:
     (216, 3, 216)
     """
     spec = as_block(block)
-    if not isinstance(composition, Composition):
-        raise ArgumentTypeError(
-            f"composition must be a Composition, got {composition!r}; e.g. "
-            f"Composition(num_layers=4), or Composition.from_options(StackOptions(num_layers=4))"
-        )
+    composition = as_composition(composition)
     abstract, batch = as_carry(carry, composition)
     message = confused_split_message(composition, batch)
     if message is not None:

@@ -23,10 +23,10 @@ import enum
 import flax.linen as nn
 
 from .._errors import ArgumentRangeError, ArgumentTypeError
-from .._options import BatchMode, StackOptions
+from .._options import BatchMode, LayerInputs, StackOptions
 from .._validate import check_integer
 
-__all__ = ["Composition", "LiftOrder", "LiftParams", "compose"]
+__all__ = ["Composition", "LiftOrder", "LiftParams", "as_composition", "compose"]
 
 
 class LiftOrder(enum.Enum):
@@ -131,10 +131,23 @@ class Composition:
 
     @classmethod
     def from_options(cls, options: StackOptions) -> Composition:
-        """The composition that :func:`composed_lifts.linen_stack` builds for ``options``."""
+        """The composition that :func:`composed_lifts.linen_stack` builds for ``options``.
+
+        It reads ``num_layers`` and ``batch``; ``remat``, ``reverse`` and ``unroll`` do
+        not change the param layout. The doctor calls a block as ``block(carry, None)``,
+        so options that change that call (``layer_index``, per-example ``layer_inputs``)
+        are refused.
+        """
         if not isinstance(options, StackOptions):
             raise ArgumentTypeError(
                 f"options must be a StackOptions, got {options!r}; e.g. StackOptions(num_layers=4)"
+            )
+        if options.layer_index or options.layer_inputs is not LayerInputs.SHARED:
+            raise ArgumentTypeError(
+                f"the doctor calls the block as block(carry, None), but these options give it "
+                f"other arguments (layer_index={options.layer_index}, layer_inputs="
+                f"{options.layer_inputs}); describe it with StackOptions(num_layers="
+                f"{options.num_layers}, batch={options.batch}) and a block that takes (carry, x)"
             )
         ensemble = options.batch is BatchMode.ENSEMBLE
         return cls(
@@ -188,6 +201,18 @@ class Composition:
         if self.order is LiftOrder.VMAP_OF_SCAN:
             return f"nn.vmap(nn.scan({block_name}, {scan}), {vmap})"
         return f"nn.scan(nn.vmap({block_name}, {vmap}), {scan})"
+
+
+def as_composition(value) -> Composition:
+    """``value`` if it is a :class:`Composition`; the builder's one for a ``StackOptions``."""
+    if isinstance(value, StackOptions):
+        return Composition.from_options(value)
+    if not isinstance(value, Composition):
+        raise ArgumentTypeError(
+            f"composition must be a Composition or a StackOptions, got {value!r}; e.g. "
+            f"Composition(num_layers=4) or StackOptions(num_layers=4)"
+        )
+    return value
 
 
 def compose(block: type[nn.Module], composition: Composition) -> type[nn.Module]:
