@@ -3,4 +3,4 @@
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh" requirements-test.lock
 cd "$root"
-exec "$venv/bin/python" -m pytest "$@"
+exec "$venv/bin/python" -m pytest -n 2 "$@"

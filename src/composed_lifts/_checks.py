@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import flax.errors
 import jax
 import jax.numpy as jnp
 
@@ -21,7 +20,6 @@ from ._errors import (
     BlockOutputError,
     CarryChangedError,
     LayerInputsError,
-    MissingRngError,
 )
 from ._options import BatchMode, LayerInputs, StackOptions
 
@@ -87,16 +85,12 @@ def _drop_axis(tree, axis: int):
     return jax.tree_util.tree_map(drop, tree)
 
 
-def check_block_step(
-    make_block: Callable,
-    carry,
-    xs,
-    options: StackOptions,
-    *,
-    provided_rngs: set[str],
-    init: bool,
-) -> None:
-    """Evaluate one layer abstractly and check it returns ``(carry, y)`` with an unchanged carry."""
+def check_block_step(step: Callable, carry, xs, options: StackOptions) -> None:
+    """Evaluate one layer abstractly and check it returns ``(carry, y)`` with an unchanged carry.
+
+    ``step(carry, x, index)`` runs one layer on one example (under a vmap of size
+    1 when the stack is batched) and returns what the block returns.
+    """
     batched = _batched(options)
 
     def abstract(leaf):
@@ -111,30 +105,17 @@ def check_block_step(
         x_one = jax.tree_util.tree_map(
             lambda s: jax.ShapeDtypeStruct((1,) + s.shape[1:], s.dtype), x_one
         )
-    keys = {name: jax.random.PRNGKey(0) for name in provided_rngs}
 
-    def step(c, x):
-        block = make_block()
-        args = (c, x) + ((jnp.zeros((), jnp.int32),) if options.layer_index else ())
-        out, _ = block.init_with_output(keys, *args)
-        return out
+    def one(c, x):
+        return step(c, x, jnp.zeros((), jnp.int32))
 
     if batched:
-        step = jax.vmap(
-            step,
+        one = jax.vmap(
+            one,
             in_axes=(0, 0 if _xs_per_example(options) else None),
             axis_name=options.batch_axis_name,
         )
-    try:
-        out = jax.eval_shape(step, carry_one, x_one)
-    except flax.errors.InvalidRngError as err:
-        phase = "init" if init else "apply"
-        raise MissingRngError(
-            f"the block asks for an RNG stream that this {phase} call does not provide "
-            f"(the call provides {sorted(provided_rngs - ({'params'} if not init else set()))}); "
-            f"Flax says: {err}. Pass the stream to {phase}, e.g. "
-            f"model.{phase}(..., rngs={{'dropout': jax.random.PRNGKey(1)}})"
-        ) from None
+    out = jax.eval_shape(one, carry_one, x_one)
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         what = f"a {type(out).__name__}" + (
             f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""

@@ -20,10 +20,12 @@ __all__ = [
     "InputFileError",
     "InputShapeError",
     "LayerInputsError",
+    "LayoutMismatchError",
     "LayoutProbeError",
     "MissingRngError",
     "NonFiniteInputError",
     "SeedRangeError",
+    "UnsplitRngError",
     "WidthMismatchError",
 ]
 
@@ -136,3 +138,11 @@ class LayoutProbeError(ComposedLiftsError, ValueError):
     layers and B+2 examples); that needs the tree's structure and each leaf's
     rank to stay the same.
     """
+
+
+class LayoutMismatchError(ComposedLiftsError, ValueError):
+    """Param trees that a conversion expects to match differ in structure, shape or dtype."""
+
+
+class UnsplitRngError(ComposedLiftsError, ValueError):
+    """An NNX block keeps an RNG stream that was not split per layer (it keeps the ``rngs`` it got)."""

@@ -23,6 +23,7 @@ import dataclasses
 
 import flax.errors
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from ._checks import check_block_step, check_layer_inputs, check_same_batch
@@ -38,6 +39,69 @@ def _block_fields(block: type[nn.Module], module: nn.Module) -> dict:
         for f in dataclasses.fields(block)
         if f.init and f.name not in ("parent", "name")
     }
+
+
+def _one_layer_variables(variables, options: StackOptions) -> dict:
+    """Variables of one layer of one example: index 0 on the axes the lifts added.
+
+    Used only inside ``jax.eval_shape``, so the indexing computes nothing.
+    """
+    vmap_axes = options.vmap_variable_axes()
+
+    def lead(collection: str) -> int:
+        if options.batch is BatchMode.NONE:
+            return 1
+        axis = vmap_axes.get(collection, vmap_axes[True])
+        return 2 if axis == 0 else 1
+
+    def first(a, n):  # layer 0 of example 0 (zeros when an axis is empty)
+        if 0 in a.shape[:n]:
+            return jnp.zeros(a.shape[n:], a.dtype)
+        return a[(0,) * n]
+
+    out = {}
+    for name, tree in variables.items():
+        n = lead(name)
+        out[name] = jax.tree_util.tree_map(lambda a, n=n: first(a, n), tree)
+    return out
+
+
+def _check_linen_step(stack: nn.Module, block, carry, xs, options: StackOptions) -> None:
+    """Run :func:`check_block_step` on a fresh copy of ``block`` with the stack's fields."""
+    init = stack.is_initializing()
+    provided = set(stack.scope.rngs) | {"params"}
+    keys = {name: jax.random.PRNGKey(0) for name in provided}
+    fields = _block_fields(block, stack)
+
+    if init:
+
+        def step(c, x, index):
+            args = (c, x, index) if options.layer_index else (c, x)
+            out, _ = block(**fields, parent=None).init_with_output(keys, *args)
+            return out
+
+    else:  # apply one layer's slice of the stack's own variables, with the call's rngs only
+        if "params" not in stack.scope.rngs:
+            keys.pop("params")
+        variables = stack.variables
+
+        def step(c, x, index):
+            args = (c, x, index) if options.layer_index else (c, x)
+            one_layer = _one_layer_variables(variables, options)
+            out, _ = block(**fields, parent=None).apply(one_layer, *args, rngs=keys, mutable=True)
+            return out
+
+    try:
+        check_block_step(step, carry, xs, options)
+    except flax.errors.InvalidRngError as err:
+        phase = "init" if init else "apply"
+        given = sorted(provided if init else provided - {"params"})
+        raise MissingRngError(
+            f"the block asks for an RNG stream that this {phase} call does not provide (it "
+            f"provides {given}); Flax says: {err}. Pass the stream to {phase}, e.g. "
+            f"model.{phase}(..., rngs={{'dropout': jax.random.PRNGKey(1)}}), or make the block "
+            f"deterministic"
+        ) from None
 
 
 def linen_stack(block: type[nn.Module], options: StackOptions) -> type[nn.Module]:
@@ -107,22 +171,11 @@ def linen_stack(block: type[nn.Module], options: StackOptions) -> type[nn.Module
         def __call__(self, carry, xs=None):
             check_same_batch(carry, xs, options)
             check_layer_inputs(xs, options)
-            provided = set(self.scope.rngs) | {"params"}
-            check_block_step(
-                lambda: block(**_block_fields(block, self), parent=None),
-                carry,
-                xs,
-                options,
-                provided_rngs=provided,
-                init=self.is_initializing(),
-            )
+            _check_linen_step(self, block, carry, xs, options)
             args = (carry, xs)
             if options.layer_index:
                 args += (jnp.arange(num_layers, dtype=jnp.int32),)
-            try:
-                return super().__call__(*args)
-            except flax.errors.InvalidRngError as err:  # pragma: no cover - caught by the probe
-                raise MissingRngError(str(err)) from err
+            return super().__call__(*args)
 
     Stack.__name__ = Stack.__qualname__ = f"{block.__name__}Stack"
     Stack.__doc__ = (

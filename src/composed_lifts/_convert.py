@@ -1,0 +1,154 @@
+"""Exact conversions between param layouts, in symmetric pairs.
+
+- ``unstack_params`` / ``stack_params``: a stacked tree (leading layer axis N)
+  and N per-layer trees named ``layers_0 ... layers_{N-1}`` (the unrolled
+  layout); the layer axis may sit after an ensemble axis (``axis=1``).
+- ``nnx_to_linen`` / ``linen_to_nnx``: an :class:`NNXStack`'s params and the
+  Linen stack's ``{"params": ...}`` tree, when the NNX block's attribute names
+  match the Linen block's submodule names (``self.Dense_0 = nnx.Linear(...)``).
+
+Conversions only move and slice arrays, so round trips are exact (``==``).
+They act on plain (unboxed) trees: apply ``flax.linen.meta.unbox`` to trees made
+with ``nn.with_partitioning`` first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ._errors import ArgumentTypeError, LayoutMismatchError
+from ._validate import check_integer
+
+__all__ = ["linen_to_nnx", "nnx_to_linen", "stack_params", "unstack_params"]
+
+
+def _flat(tree):
+    return jax.tree_util.tree_flatten_with_path(tree)[0]
+
+
+def unstack_params(tree, *, axis: int = 0, prefix: str = "layers_") -> dict:
+    """Split a stacked tree along ``axis`` into ``{"layers_0": tree_0, ...}``.
+
+    >>> import jax.numpy as jnp
+    >>> stacked = {"Dense_0": {"kernel": jnp.arange(12.0).reshape(3, 2, 2)}}
+    >>> layers = unstack_params(stacked)
+    >>> sorted(layers), layers["layers_2"]["Dense_0"]["kernel"].tolist()
+    (['layers_0', 'layers_1', 'layers_2'], [[8.0, 9.0], [10.0, 11.0]])
+    >>> bool((stack_params(layers)["Dense_0"]["kernel"] == stacked["Dense_0"]["kernel"]).all())
+    True
+    """
+    axis = check_integer("axis", axis, minimum=0)
+    leaves = _flat(tree)
+    if not leaves:
+        raise LayoutMismatchError("unstack_params got a tree with no arrays; nothing to split")
+    sizes = {}
+    for path, leaf in leaves:
+        if jnp.ndim(leaf) <= axis:
+            raise LayoutMismatchError(
+                f"leaf {jax.tree_util.keystr(path)} has shape {jnp.shape(leaf)}, which has no "
+                f"axis {axis} to split layers along; pass the axis that holds the layers"
+            )
+        sizes.setdefault(jnp.shape(leaf)[axis], jax.tree_util.keystr(path))
+    if len(sizes) > 1:
+        seen = ", ".join(f"{path} has {n}" for n, path in sizes.items())
+        raise LayoutMismatchError(
+            f"every leaf must have the same number of layers along axis {axis}: {seen}"
+        )
+    (num_layers,) = sizes
+    index = (slice(None),) * axis
+    return {
+        f"{prefix}{i}": jax.tree_util.tree_map(lambda a, i=i: a[index + (i,)], tree)
+        for i in range(num_layers)
+    }
+
+
+def stack_params(layers: Mapping, *, axis: int = 0, prefix: str = "layers_"):
+    """Stack ``{"layers_0": tree_0, ...}`` into one tree with the layer axis at ``axis``.
+
+    The inverse of :func:`unstack_params`: every layer must have the same tree
+    structure, shapes and dtypes.
+    """
+    axis = check_integer("axis", axis, minimum=0)
+    if not isinstance(layers, Mapping) or not layers:
+        raise ArgumentTypeError(
+            f"layers must be a non-empty mapping {{'{prefix}0': tree, ...}}, got {layers!r}"
+        )
+    num_layers = len(layers)
+    names = [f"{prefix}{i}" for i in range(num_layers)]
+    if set(layers) != set(names):
+        raise LayoutMismatchError(
+            f"layers must have exactly the keys {prefix}0 ... {prefix}{num_layers - 1}, got "
+            f"{sorted(layers)}"
+        )
+    trees = [layers[name] for name in names]
+    first = jax.tree_util.tree_structure(trees[0])
+    for name, tree in zip(names[1:], trees[1:]):
+        if jax.tree_util.tree_structure(tree) != first:
+            raise LayoutMismatchError(
+                f"{name} has tree structure {jax.tree_util.tree_structure(tree)} but {names[0]} "
+                f"has {first}; every layer must have the same structure to be stacked"
+            )
+        for (path, a), b in zip(_flat(trees[0]), jax.tree_util.tree_leaves(tree)):
+            if jnp.shape(a) != jnp.shape(b) or jnp.result_type(a) != jnp.result_type(b):
+                raise LayoutMismatchError(
+                    f"{name}{jax.tree_util.keystr(path)} is {jnp.result_type(b)}{jnp.shape(b)} "
+                    f"but {names[0]}{jax.tree_util.keystr(path)} is "
+                    f"{jnp.result_type(a)}{jnp.shape(a)}; layers must match to be stacked"
+                )
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves, axis=axis), *trees)
+
+
+def nnx_to_linen(stack) -> dict:
+    """The params of an NNX stack as the Linen stack's variables ``{"params": {...}}``."""
+    return {"params": nnx.to_pure_dict(nnx.state(_layers(stack), nnx.Param))}
+
+
+def linen_to_nnx(variables: Mapping, stack):
+    """A copy of NNX ``stack`` holding the params of Linen ``variables`` (``{"params": ...}``).
+
+    Structure, shapes and dtypes must match exactly; the first difference is
+    reported by path. Other state (RNG streams) is copied from ``stack``.
+    """
+    if not isinstance(variables, Mapping) or "params" not in variables:
+        raise ArgumentTypeError(
+            f"variables must be a Linen variables dict with a 'params' collection, got "
+            f"{type(variables).__name__}"
+        )
+    params = variables["params"]
+    want = nnx.to_pure_dict(nnx.state(_layers(stack), nnx.Param))
+    got_paths = {jax.tree_util.keystr(p): leaf for p, leaf in _flat(params)}
+    want_paths = {jax.tree_util.keystr(p): leaf for p, leaf in _flat(want)}
+    if set(got_paths) != set(want_paths):
+        missing = sorted(set(want_paths) - set(got_paths))
+        extra = sorted(set(got_paths) - set(want_paths))
+        raise LayoutMismatchError(
+            f"Linen params and the NNX stack's params differ in structure: missing {missing}, "
+            f"unexpected {extra}; name the NNX block's attributes as the Linen block's "
+            f"submodules (e.g. self.Dense_0 = nnx.Linear(...))"
+        )
+    for path, leaf in got_paths.items():
+        ref = want_paths[path]
+        if jnp.shape(leaf) != jnp.shape(ref) or jnp.result_type(leaf) != jnp.result_type(ref):
+            raise LayoutMismatchError(
+                f"params{path} is {jnp.result_type(leaf)}{jnp.shape(leaf)} but the NNX stack "
+                f"holds {jnp.result_type(ref)}{jnp.shape(ref)}"
+            )
+    graphdef, state = nnx.split(stack)
+    param_state = nnx.state(_layers(stack), nnx.Param)
+    nnx.replace_by_pure_dict(param_state, params)
+    new = nnx.merge(graphdef, state, copy=True)  # never share Variables with `stack`
+    nnx.update(_layers(new), param_state)
+    return new
+
+
+def _layers(stack):
+    layers = getattr(stack, "layers", None)
+    if not isinstance(layers, nnx.Module):
+        raise ArgumentTypeError(
+            f"stack must be an NNXStack made by nnx_stack, got {type(stack).__name__}"
+        )
+    return layers

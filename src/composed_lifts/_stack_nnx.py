@@ -1,0 +1,203 @@
+"""``nnx_stack``: the same layer stack for Flax NNX blocks (``nnx.vmap`` over ``nnx.scan``).
+
+Layers are created with ``nnx.split_rngs`` + ``nnx.vmap`` (one block per layer,
+params stacked on a leading N axis), and called with ``nnx.vmap`` over the
+batch (``nnx.StateAxes``: params shared, or per example for an ensemble)
+around ``nnx.scan`` over the layers. For speed, call it through
+:func:`nnx_split_apply` (split/merge under ``jax.jit``): the default ``nnx.jit``
+copies the whole graph state on every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ._checks import check_block_step, check_layer_inputs, check_same_batch
+from ._errors import ArgumentRangeError, ArgumentTypeError, UnsplitRngError
+from ._options import BatchMode, LayerInputs, Remat, StackOptions
+from ._validate import check_integer
+
+__all__ = ["NNXStack", "nnx_split_apply", "nnx_stack"]
+
+
+class NNXStack(nnx.Module):
+    """N NNX blocks stacked on a leading layer axis (``(B, N, ...)`` for an ensemble).
+
+    Build it with :func:`nnx_stack`. Call it as ``stack(carry, xs=None)``; it
+    returns ``(carry, ys)`` exactly as the Linen stack of the same options does.
+    RNG streams the blocks hold (``nnx.Dropout(rngs=...)``) are split per layer at
+    creation; at each call, example ``b`` draws from ``fold_in(layer_key, b)`` and
+    the streams' counts advance, so the next call draws anew.
+    """
+
+    def __init__(self, layers: nnx.Module, options: StackOptions, batch_size: int | None):
+        self.layers = layers
+        self.options = options
+        self.batch_size = batch_size
+
+    def __call__(self, carry, xs=None):
+        options = self.options
+        check_same_batch(carry, xs, options)
+        check_layer_inputs(xs, options)
+        self._check_step(carry, xs)
+        num_layers = options.num_layers
+        index = jnp.arange(num_layers, dtype=jnp.int32)
+
+        def step(layer, c, x, i, b):
+            # Each example draws from its own key: fold the example index into each
+            # RNG stream's (per-layer) key for this call, then put the key back, so
+            # the state leaving the vmap is not batched; the streams' counts advance.
+            streams = _rng_streams(layer) if b is not None else []
+            saved = [stream.key.get_value() for stream in streams]
+            for stream, key in zip(streams, saved):
+                stream.key.set_value(jax.random.fold_in(key, b))
+            out = layer(c, x, i) if options.layer_index else layer(c, x)
+            for stream, key in zip(streams, saved):
+                stream.key.set_value(key)
+            return out
+
+        if options.remat is not Remat.NONE:
+            step = nnx.remat(step, policy=options.remat.policy(), prevent_cse=False)
+        scanned = nnx.scan(
+            step,
+            in_axes=(0, nnx.Carry, 0, 0, None),
+            out_axes=(nnx.Carry, 0),
+            length=num_layers,
+            reverse=options.reverse,
+            unroll=options.unroll,
+        )
+        if options.batch is BatchMode.NONE:
+            return scanned(self.layers, carry, xs, index, None)
+        batch = jax.tree_util.tree_leaves(carry)[0].shape[0]
+        if options.batch is BatchMode.ENSEMBLE and batch != self.batch_size:
+            raise ArgumentRangeError(
+                f"this ensemble was built with batch_size={self.batch_size} members, but the "
+                f"carry has batch {batch}; give one example per member"
+            )
+        params_axis = 0 if options.batch is BatchMode.ENSEMBLE else None
+        state_axes = nnx.StateAxes({...: params_axis})
+        xs_axis = 0 if options.layer_inputs is LayerInputs.PER_EXAMPLE else None
+        batched = nnx.vmap(
+            scanned,
+            in_axes=(state_axes, 0, xs_axis, None, 0),
+            out_axes=(0, 0),
+            axis_size=batch,
+            axis_name=options.batch_axis_name,
+        )
+        return batched(self.layers, carry, xs, index, jnp.arange(batch, dtype=jnp.uint32))
+
+    def _check_step(self, carry, xs) -> None:
+        """Probe one layer abstractly (see :func:`check_block_step`)."""
+        graphdef, state = nnx.split(self.layers)
+        first = (0,) * (2 if self.options.batch is BatchMode.ENSEMBLE else 1)
+
+        def step(c, x, index):
+            layer = nnx.merge(graphdef, jax.tree_util.tree_map(lambda a: a[first], state))
+            return layer(c, x, index) if self.options.layer_index else layer(c, x)
+
+        check_block_step(step, carry, xs, self.options)
+
+
+def _rng_streams(module: nnx.Module) -> list[nnx.RngStream]:
+    return [node for _, node in nnx.iter_graph(module) if isinstance(node, nnx.RngStream)]
+
+
+def nnx_stack(
+    make_block: Callable[[nnx.Rngs], nnx.Module],
+    options: StackOptions,
+    *,
+    rngs: nnx.Rngs,
+    batch_size: int | None = None,
+) -> NNXStack:
+    """Create ``options.num_layers`` NNX blocks with ``make_block(rngs)``, stacked for a scan.
+
+    ``make_block`` builds one layer from an ``nnx.Rngs`` (its keys are split per
+    layer, and per ensemble member for ``BatchMode.ENSEMBLE``, which needs
+    ``batch_size``). The block's ``__call__(carry, x)`` returns ``(carry, y)``.
+    A block that draws random numbers must keep a stream of its own
+    (``self.dropout = rngs.dropout.fork()``, as ``nnx.Dropout`` does); one that keeps
+    the ``rngs`` object it was given would share one unsplit stream across layers,
+    which is refused (:class:`~composed_lifts.errors.UnsplitRngError`).
+
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from composed_lifts import nnx_stack, StackOptions
+    >>> class Layer(nnx.Module):
+    ...     def __init__(self, rngs):
+    ...         self.Dense_0 = nnx.Linear(8, 8, rngs=rngs)
+    ...     def __call__(self, x, _):
+    ...         return nnx.relu(self.Dense_0(x)), None
+    >>> stack = nnx_stack(Layer, StackOptions(num_layers=4), rngs=nnx.Rngs(0))
+    >>> stack.layers.Dense_0.kernel.shape
+    (4, 8, 8)
+    >>> final, ys = stack(jnp.ones((3, 8)))
+    >>> final.shape
+    (3, 8)
+    """
+    if not callable(make_block):
+        raise ArgumentTypeError(
+            f"make_block must be a callable that takes an nnx.Rngs and returns an nnx.Module "
+            f"(e.g. the block class itself, or lambda rngs: Block(64, rngs=rngs)), got "
+            f"{make_block!r}"
+        )
+    if not isinstance(options, StackOptions):
+        raise ArgumentTypeError(
+            f"options must be a StackOptions, got {options!r}; e.g. StackOptions(num_layers=4)"
+        )
+    if not isinstance(rngs, nnx.Rngs):
+        raise ArgumentTypeError(f"rngs must be an nnx.Rngs, e.g. nnx.Rngs(0), got {rngs!r}")
+    check_integer("StackOptions.num_layers", options.num_layers, minimum=1)
+    if options.batch is BatchMode.ENSEMBLE:
+        if batch_size is None:
+            raise ArgumentTypeError(
+                "an NNX ensemble creates one stack per example eagerly, so it needs "
+                "batch_size: nnx_stack(..., batch_size=B)"
+            )
+        batch_size = check_integer("batch_size", batch_size, minimum=1)
+        splits: tuple[int, ...] = (batch_size, options.num_layers)
+    else:
+        splits = (options.num_layers,)
+
+    def create(r):
+        return make_block(r)
+
+    for size in reversed(splits):
+        create = nnx.vmap(create, in_axes=(0,), out_axes=0, axis_size=size)
+    layers = nnx.split_rngs(splits=splits)(create)(rngs)
+    if not isinstance(layers, nnx.Module):
+        raise ArgumentTypeError(
+            f"make_block must return an nnx.Module, returned {type(layers).__name__}"
+        )
+    for path, stream in nnx.iter_graph(layers):
+        if isinstance(stream, nnx.RngStream) and stream.key.shape[: len(splits)] != splits:
+            where = ".".join(str(p) for p in path)
+            raise UnsplitRngError(
+                f"the block keeps the RNG stream {where!r} unsplit (key shape "
+                f"{stream.key.shape}, expected a leading {splits}): every layer would draw the "
+                f"same numbers. Keep a stream of its own, as nnx.Dropout does: "
+                f"self.dropout = rngs.dropout.fork() (not self.rngs = rngs)"
+            )
+    return NNXStack(layers, options, batch_size)
+
+
+def nnx_split_apply(stack: nnx.Module):
+    """Split ``stack`` once and return ``(apply, state)`` for fast jitted calls.
+
+    ``apply(state, carry, xs=None)`` returns ``((carry, ys), new_state)``; the new
+    state carries advanced RNG counts (pass it to the next call). This is the
+    split/merge pattern under ``jax.jit``: the graph is traversed once, here,
+    instead of on every call as ``nnx.jit`` does by default.
+    """
+    graphdef, state = nnx.split(stack)
+
+    @jax.jit
+    def apply(state, carry, xs=None):
+        module = nnx.merge(graphdef, state)
+        out = module(carry, xs)
+        return out, nnx.state(module)
+
+    return apply, state
