@@ -187,17 +187,24 @@ def nnx_stack(
 def nnx_split_apply(stack: nnx.Module):
     """Split ``stack`` once and return ``(apply, state)`` for fast jitted calls.
 
-    ``apply(state, carry, xs=None)`` returns ``((carry, ys), new_state)``; the new
-    state carries advanced RNG counts (pass it to the next call). This is the
-    split/merge pattern under ``jax.jit``: the graph is traversed once, here,
-    instead of on every call as ``nnx.jit`` does by default.
+    ``apply(state, carry, xs=None)`` returns ``((carry, ys), new_state)``; pass the
+    new state to the next call (it carries the advanced RNG counts). ``state`` is
+    a pair ``(params, rest)`` of ``nnx.State``s. This is the split/merge pattern
+    under ``jax.jit``: the graph is traversed once, here, instead of on every call
+    as ``nnx.jit`` does by default, and only the non-param state (RNG counts) is
+    returned from the compiled call, so params are never copied.
     """
-    graphdef, state = nnx.split(stack)
+    graphdef, params, rest = nnx.split(stack, nnx.Param, ...)
 
     @jax.jit
-    def apply(state, carry, xs=None):
-        module = nnx.merge(graphdef, state)
+    def run(params, rest, carry, xs):
+        module = nnx.merge(graphdef, params, rest)
         out = module(carry, xs)
-        return out, nnx.state(module)
+        return out, nnx.state(module, nnx.Not(nnx.Param))
 
-    return apply, state
+    def apply(state, carry, xs=None):
+        params, rest = state
+        out, rest = run(params, rest, carry, xs)
+        return out, (params, rest)
+
+    return apply, (params, rest)
