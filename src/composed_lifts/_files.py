@@ -80,6 +80,9 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
     if not folder.is_dir():
         raise InputFileError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
     try:
         with os.fdopen(fd, mode) as f:
             yield f
