@@ -13,11 +13,12 @@ import gc
 import importlib.metadata
 import os
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable, Mapping
 
-__all__ = ["machine_info", "round_robin", "summarize", "time_call"]
+__all__ = ["calibrate", "machine_info", "round_robin", "summarize", "time_call"]
 
 _PACKAGES = (
     "jax", "jaxlib", "flax", "numpy", "dm-haiku", "equinox", "torch", "optax", "composed-lifts",
@@ -71,11 +72,13 @@ def round_robin(
     rounds: int,
     inner: Mapping[str, int] | int = 1,
     on_round: Callable[[int], None] | None = None,
+    shuffle: bool = True,
 ) -> dict[str, list[float]]:
     """Time every ``fns[name]`` once per round, in turn; return seconds per call, one per round.
 
     ``inner[name]`` calls are timed together and averaged (for calls too short to
-    time one by one). Garbage collection is off while timing.
+    time one by one). The order within a round is shuffled (seeded) so that no
+    contender always follows the same neighbour. Garbage collection is off while timing.
     """
     if isinstance(inner, int):
         inner = {name: inner for name in fns}
@@ -83,9 +86,13 @@ def round_robin(
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
+        order = list(fns)
+        rng = random.Random(0)
         for r in range(rounds):
-            for name, fn in fns.items():
-                samples[name].append(time_call(fn, inner.get(name, 1)))
+            if shuffle:
+                rng.shuffle(order)
+            for name in order:
+                samples[name].append(time_call(fns[name], inner.get(name, 1)))
             if on_round is not None:
                 on_round(r)
             gc.collect()
@@ -98,6 +105,8 @@ def round_robin(
 def calibrate(fn: Callable[[], object], target_s: float = 0.02, cap: int = 10_000) -> int:
     """How many calls of ``fn`` take about ``target_s`` (at least 1)."""
     t = time_call(fn)
+    if t >= target_s:
+        return 1
     t = min(t, time_call(fn))
     return max(1, min(cap, int(target_s / max(t, 1e-7))))
 
