@@ -4,21 +4,24 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 
 from composed_lifts import composed_lifts_forward
 
+CACHE = tempfile.mkdtemp(prefix="composed-lifts-test-cache-")
 
-def cli(*args, stdin=None, cwd=None):
+
+def cli(*args, stdin=None, cwd=None, cache=CACHE):
     return subprocess.run(
         [sys.executable, "-m", "composed_lifts", *args],
         input=stdin,
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**os.environ, "COLUMNS": "120"},
+        env={**os.environ, "COLUMNS": "120", "COMPOSED_LIFTS_CACHE": cache},
     )
 
 
@@ -138,3 +141,27 @@ def test_console_script_is_installed():
     exe = os.path.join(os.path.dirname(sys.executable), "composed-lifts")
     r = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "run" in r.stdout
+
+
+def test_compilation_cache_is_used_and_changes_no_bits(tmp_path):
+    cache = str(tmp_path / "cache")
+    args = (
+        "run",
+        "--seed",
+        "11",
+        "--layers",
+        "3",
+        "--batch",
+        "5",
+        "--features",
+        "7",
+        "--format",
+        "json",
+    )
+    first = cli(*args, cache=cache)
+    assert first.returncode == 0, first.stderr
+    assert os.listdir(cache), "the persistent compilation cache was not written"
+    second = cli(*args, cache=cache)
+    off = cli(*args, cache="off")
+    results = [json.loads(r.stdout)["result"] for r in (first, second, off)]
+    assert results[0] == results[1] == results[2]

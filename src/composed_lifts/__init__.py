@@ -4,10 +4,8 @@ The public API is exactly what this module exports (``__all__``).
 """
 
 from . import errors as errors
-from ._convert import linen_to_nnx as linen_to_nnx
-from ._convert import nnx_to_linen as nnx_to_linen
-from ._convert import stack_params as stack_params
-from ._convert import unstack_params as unstack_params
+from ._convert_layers import stack_params as stack_params
+from ._convert_layers import unstack_params as unstack_params
 from ._forward import composed_lifts_forward as composed_lifts_forward
 from ._options import BatchMode as BatchMode
 from ._options import LayerInputs as LayerInputs
@@ -18,9 +16,31 @@ from ._seed import seed_model as seed_model
 from ._stack_functional import scan_layers as scan_layers
 from ._stack_functional import unroll_layers as unroll_layers
 from ._stack_linen import linen_stack as linen_stack
-from ._stack_nnx import NNXStack as NNXStack
-from ._stack_nnx import nnx_split_apply as nnx_split_apply
-from ._stack_nnx import nnx_stack as nnx_stack
+
+# The NNX half is imported on first use (PEP 562), so that Linen-only users and the
+# CLI do not pay for importing flax.nnx.
+_LAZY = {
+    "NNXStack": "._stack_nnx",
+    "nnx_split_apply": "._stack_nnx",
+    "nnx_stack": "._stack_nnx",
+    "linen_to_nnx": "._convert_nnx",
+    "nnx_to_linen": "._convert_nnx",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'composed_lifts' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
 
 __version__ = "0.1.0"
 

@@ -8,6 +8,7 @@ on standard error, without a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .._errors import ComposedLiftsError
@@ -34,9 +35,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CACHE_ENV = "COMPOSED_LIFTS_CACHE"
+
+
+def enable_compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache for the command line.
+
+    The folder is ``$COMPOSED_LIFTS_CACHE``, else ``~/.cache/composed-lifts/jax``;
+    ``COMPOSED_LIFTS_CACHE=off`` turns it off. A second ``composed-lifts run`` with
+    the same shapes then loads the compiled program instead of compiling it (the
+    results are the same bits: the same program runs). Returns the folder used.
+    """
+    folder = os.environ.get(CACHE_ENV)
+    if folder is None:
+        folder = os.path.join(os.path.expanduser("~"), ".cache", "composed-lifts", "jax")
+    if folder.strip().lower() in ("", "off", "0", "none"):
+        return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    enable_compilation_cache()
     try:
         return int(args.handler(args) or 0)
     except ComposedLiftsError as err:

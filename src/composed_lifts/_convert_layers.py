@@ -1,13 +1,8 @@
-"""Exact conversions between param layouts, in symmetric pairs.
+"""Exact conversions between the stacked and the unrolled layout: ``unstack_params`` / ``stack_params``.
 
-- ``unstack_params`` / ``stack_params``: a stacked tree (leading layer axis N)
-  and N per-layer trees named ``layers_0 ... layers_{N-1}`` (the unrolled
-  layout); the layer axis may sit after an ensemble axis (``axis=1``).
-- ``nnx_to_linen`` / ``linen_to_nnx``: an :class:`NNXStack`'s params and the
-  Linen stack's ``{"params": ...}`` tree, when the NNX block's attribute names
-  match the Linen block's submodule names (``self.Dense_0 = nnx.Linear(...)``).
-
-Conversions only move and slice arrays, so round trips are exact (``==``).
+A stacked tree has a leading layer axis N (after an ensemble axis, ``axis=1``);
+the unrolled layout is N per-layer trees named ``layers_0 ... layers_{N-1}``.
+Conversions only slice and stack arrays, so round trips are exact (``==``).
 They act on plain (unboxed) trees: apply ``flax.linen.meta.unbox`` to trees made
 with ``nn.with_partitioning`` first.
 """
@@ -18,12 +13,11 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from ._errors import ArgumentTypeError, LayoutMismatchError
 from ._validate import check_integer
 
-__all__ = ["linen_to_nnx", "nnx_to_linen", "stack_params", "unstack_params"]
+__all__ = ["stack_params", "unstack_params"]
 
 
 def _flat(tree):
@@ -100,55 +94,3 @@ def stack_params(layers: Mapping, *, axis: int = 0, prefix: str = "layers_"):
                     f"{jnp.result_type(a)}{jnp.shape(a)}; layers must match to be stacked"
                 )
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves, axis=axis), *trees)
-
-
-def nnx_to_linen(stack) -> dict:
-    """The params of an NNX stack as the Linen stack's variables ``{"params": {...}}``."""
-    return {"params": nnx.to_pure_dict(nnx.state(_layers(stack), nnx.Param))}
-
-
-def linen_to_nnx(variables: Mapping, stack):
-    """A copy of NNX ``stack`` holding the params of Linen ``variables`` (``{"params": ...}``).
-
-    Structure, shapes and dtypes must match exactly; the first difference is
-    reported by path. Other state (RNG streams) is copied from ``stack``.
-    """
-    if not isinstance(variables, Mapping) or "params" not in variables:
-        raise ArgumentTypeError(
-            f"variables must be a Linen variables dict with a 'params' collection, got "
-            f"{type(variables).__name__}"
-        )
-    params = variables["params"]
-    want = nnx.to_pure_dict(nnx.state(_layers(stack), nnx.Param))
-    got_paths = {jax.tree_util.keystr(p): leaf for p, leaf in _flat(params)}
-    want_paths = {jax.tree_util.keystr(p): leaf for p, leaf in _flat(want)}
-    if set(got_paths) != set(want_paths):
-        missing = sorted(set(want_paths) - set(got_paths))
-        extra = sorted(set(got_paths) - set(want_paths))
-        raise LayoutMismatchError(
-            f"Linen params and the NNX stack's params differ in structure: missing {missing}, "
-            f"unexpected {extra}; name the NNX block's attributes as the Linen block's "
-            f"submodules (e.g. self.Dense_0 = nnx.Linear(...))"
-        )
-    for path, leaf in got_paths.items():
-        ref = want_paths[path]
-        if jnp.shape(leaf) != jnp.shape(ref) or jnp.result_type(leaf) != jnp.result_type(ref):
-            raise LayoutMismatchError(
-                f"params{path} is {jnp.result_type(leaf)}{jnp.shape(leaf)} but the NNX stack "
-                f"holds {jnp.result_type(ref)}{jnp.shape(ref)}"
-            )
-    graphdef, state = nnx.split(stack)
-    param_state = nnx.state(_layers(stack), nnx.Param)
-    nnx.replace_by_pure_dict(param_state, params)
-    new = nnx.merge(graphdef, state, copy=True)  # never share Variables with `stack`
-    nnx.update(_layers(new), param_state)
-    return new
-
-
-def _layers(stack):
-    layers = getattr(stack, "layers", None)
-    if not isinstance(layers, nnx.Module):
-        raise ArgumentTypeError(
-            f"stack must be an NNXStack made by nnx_stack, got {type(stack).__name__}"
-        )
-    return layers
