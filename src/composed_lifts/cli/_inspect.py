@@ -44,45 +44,65 @@ def register(commands) -> None:
     )
     p.add_argument("--layers", type=int, default=DEFAULT_LAYERS, help="N (default %(default)s)")
     p.add_argument(
-        "--features", type=int, default=DEFAULT_FEATURES,
+        "--features",
+        type=int,
+        default=DEFAULT_FEATURES,
         help="the block's features field (default %(default)s)",
     )
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="B (default %(default)s)")
     p.add_argument(
-        "--width", type=int, default=None,
+        "--width",
+        type=int,
+        default=None,
         help="the carry's width x.shape[-1] (default: --features)",
     )
     p.add_argument(
-        "--order", choices=[o.value for o in LiftOrder], default=LiftOrder.VMAP_OF_SCAN.value,
+        "--order",
+        choices=[o.value for o in LiftOrder],
+        default=LiftOrder.VMAP_OF_SCAN.value,
         help="vmap-of-scan = nn.vmap(nn.scan(Block)) (default), scan-of-vmap = reversed",
     )
     p.add_argument(
-        "--vmap-variable-axes", choices=list(_AXES), default="none",
+        "--vmap-variable-axes",
+        choices=list(_AXES),
+        default="none",
         help="the vmap's variable_axes['params'] (default none: shared across the batch)",
     )
     p.add_argument(
-        "--vmap-split-rngs", choices=list(_BOOLS), default="false",
+        "--vmap-split-rngs",
+        choices=list(_BOOLS),
+        default="false",
         help="the vmap's split_rngs['params'] (default false)",
     )
     p.add_argument(
-        "--scan-variable-axes", choices=list(_AXES), default="0",
+        "--scan-variable-axes",
+        choices=list(_AXES),
+        default="0",
         help="the scan's variable_axes['params'] (default 0: one slice per layer)",
     )
     p.add_argument(
-        "--scan-split-rngs", choices=list(_BOOLS), default="true",
+        "--scan-split-rngs",
+        choices=list(_BOOLS),
+        default="true",
         help="the scan's split_rngs['params'] (default true)",
     )
     p.add_argument(
-        "--intent", choices=[BatchMode.SHARED.value, BatchMode.ENSEMBLE.value],
+        "--intent",
+        choices=[BatchMode.SHARED.value, BatchMode.ENSEMBLE.value],
         default=BatchMode.SHARED.value,
         help="what you meant params to be across the batch (default shared)",
     )
     p.add_argument(
-        "--block", metavar="MODULE:CLASS", default=None,
+        "--block",
+        metavar="MODULE:CLASS",
+        default=None,
         help="your Linen block, e.g. mypkg.blocks:Residual (default: the seed's Block)",
     )
     p.add_argument(
-        "--field", metavar="NAME=VALUE", action="append", default=[],
+        "--field",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
         help="a field of the block (repeatable); features defaults to --features",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the lift-order comparison input")

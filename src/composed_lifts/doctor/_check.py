@@ -107,38 +107,47 @@ def _ensemble_findings(c: Composition, layout: LayoutReport) -> list[Finding]:
     b, n = layout.batch, c.num_layers
     if c.vmap.variable_axis is None:
         if c.intent is BatchMode.ENSEMBLE:
-            return [Finding(
-                Pitfall.SHARED_BY_ACCIDENT, Severity.WARNING,
-                f"you meant an ensemble, but the vmap's variable_axes={{'params': None}} shares "
-                f"one stack of {n} layers ({layout.count:,} params) across all {b} examples",
-                "give each example its own stack: variable_axes={'params': 0} with "
-                "split_rngs={'params': True} on the vmap (StackOptions(batch=BatchMode.ENSEMBLE))",
-            )]
+            return [
+                Finding(
+                    Pitfall.SHARED_BY_ACCIDENT,
+                    Severity.WARNING,
+                    f"you meant an ensemble, but the vmap's variable_axes={{'params': None}} shares "
+                    f"one stack of {n} layers ({layout.count:,} params) across all {b} examples",
+                    "give each example its own stack: variable_axes={'params': 0} with "
+                    "split_rngs={'params': True} on the vmap (StackOptions(batch=BatchMode.ENSEMBLE))",
+                )
+            ]
         return []
     layers = b * n
     if not c.vmap.split_rngs:
-        return [Finding(
-            Pitfall.ENSEMBLE_WITHOUT_SPLIT, Severity.WARNING,
-            f"the vmap's variable_axes={{'params': 0}} stores one copy of the {n}-layer stack per "
-            f"example ({b} x {n} = {layers} layers, {layout.count:,} params, {layout.nbytes:,} "
-            f"bytes), but split_rngs={{'params': False}} initialises every copy from the same "
-            f"key: {b} identical copies at init, {layout.count - layout.count // b:,} params "
-            f"({layout.nbytes - layout.nbytes // b:,} bytes) spent on duplicates",
-            "for shared params use variable_axes={'params': None} on the vmap (the seed's "
-            "layout, 1/B of the memory); for a real ensemble keep variable_axes={'params': 0} "
-            "and set split_rngs={'params': True}",
-        )]
+        return [
+            Finding(
+                Pitfall.ENSEMBLE_WITHOUT_SPLIT,
+                Severity.WARNING,
+                f"the vmap's variable_axes={{'params': 0}} stores one copy of the {n}-layer stack per "
+                f"example ({b} x {n} = {layers} layers, {layout.count:,} params, {layout.nbytes:,} "
+                f"bytes), but split_rngs={{'params': False}} initialises every copy from the same "
+                f"key: {b} identical copies at init, {layout.count - layout.count // b:,} params "
+                f"({layout.nbytes - layout.nbytes // b:,} bytes) spent on duplicates",
+                "for shared params use variable_axes={'params': None} on the vmap (the seed's "
+                "layout, 1/B of the memory); for a real ensemble keep variable_axes={'params': 0} "
+                "and set split_rngs={'params': True}",
+            )
+        ]
     if c.intent is BatchMode.SHARED:
-        return [Finding(
-            Pitfall.ENSEMBLE_BY_ACCIDENT, Severity.WARNING,
-            f"the vmap's variable_axes={{'params': 0}} gives every example its own stack: "
-            f"{b} x {n} = {layers} independent layers, {layout.count:,} params "
-            f"({layout.nbytes:,} bytes) where a stack shared across the batch has "
-            f"{layout.count // b:,}; the output shape is the same, so nothing fails",
-            "share params across the batch with variable_axes={'params': None} and "
-            "split_rngs={'params': False} on the vmap; if you meant an ensemble, say so "
-            "(Composition(intent=BatchMode.ENSEMBLE), or --intent ensemble)",
-        )]
+        return [
+            Finding(
+                Pitfall.ENSEMBLE_BY_ACCIDENT,
+                Severity.WARNING,
+                f"the vmap's variable_axes={{'params': 0}} gives every example its own stack: "
+                f"{b} x {n} = {layers} independent layers, {layout.count:,} params "
+                f"({layout.nbytes:,} bytes) where a stack shared across the batch has "
+                f"{layout.count // b:,}; the output shape is the same, so nothing fails",
+                "share params across the batch with variable_axes={'params': None} and "
+                "split_rngs={'params': False} on the vmap; if you meant an ensemble, say so "
+                "(Composition(intent=BatchMode.ENSEMBLE), or --intent ensemble)",
+            )
+        ]
     return []
 
 
@@ -147,14 +156,16 @@ def _order_finding(block_name: str, cmp: OrderComparison) -> Finding:
     fix_order = f"write nn.vmap(nn.scan({block_name})), the order linen_stack builds"
     if cmp.reversed_error is not None:
         return Finding(
-            Pitfall.LIFT_ORDER_REVERSED, Severity.ERROR,
+            Pitfall.LIFT_ORDER_REVERSED,
+            Severity.ERROR,
             f"the reversed order {recipe} fails for this block where the usual order runs: "
             f"{cmp.reversed_error}",
             fix_order,
         )
     if cmp.identical:
         return Finding(
-            Pitfall.LIFT_ORDER_REVERSED, Severity.INFO,
+            Pitfall.LIFT_ORDER_REVERSED,
+            Severity.INFO,
             f"the lift order is reversed ({recipe}), but for {block_name} with these settings it "
             f"makes no difference you can see: measured, both orders initialise identical params "
             f"(same tree, shapes and values) and give identical outputs on a random input; the "
@@ -167,8 +178,7 @@ def _order_finding(block_name: str, cmp: OrderComparison) -> Finding:
     parts = []
     if cmp.axes_swapped:
         parts.append(
-            "its params are (N, B, ...) (layer axis first) where the usual order gives "
-            "(B, N, ...)"
+            "its params are (N, B, ...) (layer axis first) where the usual order gives (B, N, ...)"
         )
     elif not cmp.same_structure:
         parts.append("its param tree has other paths than the usual order's")
@@ -189,7 +199,8 @@ def _order_finding(block_name: str, cmp: OrderComparison) -> Finding:
             f"{cmp.same_params_max_diff:.3g}"
         )
     return Finding(
-        Pitfall.LIFT_ORDER_REVERSED, Severity.WARNING,
+        Pitfall.LIFT_ORDER_REVERSED,
+        Severity.WARNING,
         f"the lift order is reversed ({recipe}); measured for {block_name}: " + "; ".join(parts),
         f"{fix_order}; or keep this order and index params as [layer, example, ...]",
     )
@@ -218,9 +229,7 @@ def check(block, composition: Composition, carry, *, seed: int = 0) -> CheckRepo
     composition = as_composition(composition)
     seed = check_seed(seed)
     abstract, batch = as_carry(carry, composition)
-    report = functools.partial(
-        CheckReport, spec.text(), composition, carry_text(abstract), batch
-    )
+    report = functools.partial(CheckReport, spec.text(), composition, carry_text(abstract), batch)
     message = confused_split_message(composition, batch)
     if message is not None:
         fix = confused_split_fix(composition)
@@ -229,7 +238,9 @@ def check(block, composition: Composition, carry, *, seed: int = 0) -> CheckRepo
         check_one_layer(spec, abstract, composition)
     except CarryChangedError as err:
         finding = Finding(
-            Pitfall.WIDTH_MISMATCH, Severity.ERROR, _width_message(spec, abstract, err),
+            Pitfall.WIDTH_MISMATCH,
+            Severity.ERROR,
+            _width_message(spec, abstract, err),
             _width_fix(spec),
         )
         return report((finding,), None)

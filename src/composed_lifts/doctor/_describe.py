@@ -143,8 +143,8 @@ def confused_split_message(composition: Composition, batch: int) -> str | None:
             "the vmap's split_rngs={'params': True} gives every example its own init key, but "
             "its variable_axes={'params': None} says the params are shared across the batch, so "
             f"{batch} different inits have nowhere to go; JAX would fail inside the vmap with "
-            "\"got "
-            "axis spec None but output was batched\" (the params came out with a batch axis the "
+            '"got '
+            'axis spec None but output was batched" (the params came out with a batch axis the '
             "spec says they do not have)"
         )
     if scan.variable_axis is None and scan.split_rngs:
@@ -153,7 +153,7 @@ def confused_split_message(composition: Composition, batch: int) -> str | None:
             "variable_axes={'params': None} (variable_broadcast='params') shares one set of "
             f"params across the layers, so {composition.num_layers} different inits have nowhere "
             "to go; Flax would fail "
-            "with \"broadcasted variable has a data dependency on the scan body\""
+            'with "broadcasted variable has a data dependency on the scan body"'
         )
     return None
 
@@ -240,4 +240,3 @@ def confused_split_fix(composition: Composition) -> str:
         "for one set of params shared by all layers use split_rngs={'params': False} on the "
         "scan; for per-layer params use variable_axes={'params': 0}"
     )
-

@@ -74,8 +74,10 @@ def as_carry(carry, composition: Composition):
     ``carry`` is a shape tuple (float32), an array, a ``ShapeDtypeStruct`` or a
     pytree of those, each leaf with the batch on axis 0.
     """
-    if isinstance(carry, tuple) and carry and all(
-        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in carry
+    if (
+        isinstance(carry, tuple)
+        and carry
+        and all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in carry)
     ):
         carry = jax.ShapeDtypeStruct(tuple(int(d) for d in carry), jnp.float32)
     abstract = jax.tree_util.tree_map(_abstract, carry)

@@ -23,9 +23,7 @@ _COLORS = {
 }
 
 
-def plot_layout(
-    layout: LayoutReport, path: str | os.PathLike, *, title: str | None = None
-) -> None:
+def plot_layout(layout: LayoutReport, path: str | os.PathLike, *, title: str | None = None) -> None:
     """Draw ``layout`` to a PNG file at ``path``.
 
     >>> import pathlib, tempfile
@@ -56,17 +54,22 @@ def plot_layout(
     heading = title or f"{layout.block}: {c.order.value}, N={c.num_layers}, B={layout.batch}"
     ax.text(0.2, height - 0.45, heading, fontsize=11, weight="bold", va="center")
     ax.text(
-        0.2, height - 0.95,
+        0.2,
+        height - 0.95,
         f"total {layout.count:,} params, {layout.nbytes:,} bytes = "
         f"{layout.unrolled.blocks} x {block} ({layout.unrolled.per_block_count:,} params each)",
-        fontsize=9, va="center",
+        fontsize=9,
+        va="center",
     )
     for row, leaf in enumerate(leaves):
         y = height - 1.9 - row
         ax.text(0.2, y + 0.35, leaf.path, fontsize=9, va="center", family="monospace")
         ax.text(
-            label_w + 0.1 + box_w * max(max_axes, 1) + 0.2, y + 0.35,
-            f"{leaf.count:,} params", fontsize=9, va="center",
+            label_w + 0.1 + box_w * max(max_axes, 1) + 0.2,
+            y + 0.35,
+            f"{leaf.count:,} params",
+            fontsize=9,
+            va="center",
         )
         if not leaf.shape:
             ax.text(label_w + 0.2, y + 0.35, "(scalar)", fontsize=9, va="center")
@@ -76,8 +79,14 @@ def plot_layout(
                 Rectangle((x, y), box_w - 0.1, 0.7, facecolor=_COLORS[role], edgecolor="black")
             )
             ax.text(
-                x + (box_w - 0.1) / 2, y + 0.35, f"{role.value} {role.letter}={size}",
-                fontsize=8.5, ha="center", va="center", color="white", weight="bold",
+                x + (box_w - 0.1) / 2,
+                y + 0.35,
+                f"{role.value} {role.letter}={size}",
+                fontsize=8.5,
+                ha="center",
+                va="center",
+                color="white",
+                weight="bold",
             )
     used = {role for leaf in leaves for role in leaf.roles}
     handles = [Patch(color=_COLORS[r], label=r.value) for r in AxisRole if r in used]

@@ -153,9 +153,7 @@ class Composition:
         return cls(
             num_layers=options.num_layers,
             order=(
-                LiftOrder.SCAN_ONLY
-                if options.batch is BatchMode.NONE
-                else LiftOrder.VMAP_OF_SCAN
+                LiftOrder.SCAN_ONLY if options.batch is BatchMode.NONE else LiftOrder.VMAP_OF_SCAN
             ),
             vmap=LiftParams(variable_axis=0 if ensemble else None, split_rngs=ensemble),
             intent=options.batch,
