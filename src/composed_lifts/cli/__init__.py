@@ -12,11 +12,11 @@ import os
 import sys
 
 from .._errors import ComposedLiftsError
-from . import _inspect, _run
+from . import _inspect, _run, _tune
 
 __all__ = ["main"]
 
-_COMMANDS = (_run, _inspect)
+_COMMANDS = (_run, _inspect, _tune)
 
 
 class _Parser(argparse.ArgumentParser):

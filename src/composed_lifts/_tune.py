@@ -1,0 +1,194 @@
+"""``tune_stack``: measure scan vs unroll factors vs remat policies, recommend the fastest that fits.
+
+For a Linen block and the shapes it will run at, every candidate
+``StackOptions(unroll=u, remat=r)`` is built with :func:`linen_stack`, its
+training step (``jax.value_and_grad`` of the mean squared final carry) or its
+forward is compiled, and the candidates are then timed round-robin, so that a
+slow spell on a shared machine hits all of them alike. Peak scratch memory is
+XLA's own account of each compiled program
+(``compiled.memory_analysis().temp_size_in_bytes``), exact and free of drift.
+The recommendation is the fastest candidate whose scratch fits the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ._errors import ArgumentRangeError, ArgumentTypeError
+from ._options import Remat, StackOptions
+from ._stack_linen import linen_stack
+from ._validate import check_integer
+
+__all__ = ["TuneReport", "TuneResult", "default_unrolls", "tune_stack"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneResult:
+    """What one candidate measured: its options, compile seconds, step seconds, scratch bytes."""
+
+    options: StackOptions
+    compile_s: float
+    step_s: float
+    step_min_s: float
+    temp_bytes: int
+    fits: bool
+
+    def as_dict(self) -> dict:
+        return {
+            "unroll": self.options.unroll,
+            "remat": self.options.remat.name,
+            "compile_s": self.compile_s,
+            "step_s": self.step_s,
+            "step_min_s": self.step_min_s,
+            "temp_bytes": self.temp_bytes,
+            "fits": self.fits,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneReport:
+    """Every candidate's measurements (fastest first) and the recommendation.
+
+    ``best`` is the fastest candidate within the memory budget, or ``None`` when
+    none fits; ``baseline`` is the plain scan (``unroll=1``, no remat) for ratios.
+    """
+
+    results: tuple[TuneResult, ...]
+    best: TuneResult | None
+    baseline: TuneResult | None
+    memory_budget_bytes: int | None
+    train: bool
+
+    def as_dict(self) -> dict:
+        return {
+            "train": self.train,
+            "memory_budget_bytes": self.memory_budget_bytes,
+            "best": None if self.best is None else self.best.as_dict(),
+            "results": [r.as_dict() for r in self.results],
+        }
+
+
+def default_unrolls(num_layers: int) -> tuple[int, ...]:
+    """Unroll factors worth trying: 1, 2, 4, 8 (those below N) and N itself (fully unrolled)."""
+    return tuple(sorted({u for u in (1, 2, 4, 8) if u < num_layers} | {max(num_layers, 1)}))
+
+
+def _program(model: nn.Module, train: bool) -> Callable:
+    def forward(variables, x):
+        return model.apply(variables, x)[0]
+
+    if not train:
+        return forward
+
+    def loss(variables, x):
+        return jnp.mean(jnp.square(forward(variables, x)))
+
+    return jax.value_and_grad(loss)
+
+
+def _check_args(options, unrolls, remats, memory_budget_bytes, rounds):
+    if not isinstance(options, StackOptions):
+        raise ArgumentTypeError(
+            f"options must be a StackOptions, got {options!r}; e.g. StackOptions(num_layers=8)"
+        )
+    unrolls = tuple(check_integer("unrolls[i]", u, minimum=1) for u in unrolls)
+    if not unrolls:
+        raise ArgumentRangeError("unrolls must name at least one unroll factor, e.g. (1, 2, 4)")
+    remats = tuple(remats)
+    for r in remats:
+        if not isinstance(r, Remat):
+            raise ArgumentTypeError(f"remats must hold Remat members, got {r!r}; e.g. Remat.FULL")
+    if not remats:
+        raise ArgumentRangeError("remats must name at least one policy, e.g. (Remat.NONE,)")
+    if memory_budget_bytes is not None:
+        check_integer("memory_budget_bytes", memory_budget_bytes, minimum=0)
+    check_integer("rounds", rounds, minimum=1)
+    return unrolls, remats
+
+
+def tune_stack(
+    block: type[nn.Module],
+    block_fields: dict,
+    carry: jax.Array,
+    options: StackOptions,
+    *,
+    unrolls: Sequence[int] | None = None,
+    remats: Sequence[Remat] = tuple(Remat),
+    memory_budget_bytes: int | None = None,
+    train: bool = True,
+    rounds: int = 5,
+    min_sample_s: float = 0.02,
+    on_progress: Callable[[str], None] | None = None,
+) -> TuneReport:
+    """Measure every ``(unroll, remat)`` candidate of ``linen_stack(block, options)``; pick one.
+
+    ``carry`` is an example input (``(B, ...)`` for a batched stack); ``options``
+    gives everything but ``unroll`` and ``remat``, which are searched over
+    ``unrolls`` (default :func:`default_unrolls`) and ``remats``. With ``train``
+    the measured program is a gradient step, else the forward.
+
+    >>> import jax.numpy as jnp
+    >>> from composed_lifts import Block, Remat, StackOptions
+    >>> report = tune_stack(Block, {"features": 4}, jnp.ones((2, 4)), StackOptions(num_layers=2),
+    ...                     unrolls=(1, 2), remats=(Remat.NONE, Remat.FULL), rounds=1)
+    >>> sorted((r.options.unroll, r.options.remat.name) for r in report.results)
+    [(1, 'FULL'), (1, 'NONE'), (2, 'FULL'), (2, 'NONE')]
+    >>> report.best in report.results
+    True
+    """
+    if unrolls is None and isinstance(options, StackOptions):
+        unrolls = default_unrolls(options.num_layers)
+    unrolls, remats = _check_args(options, unrolls or (), remats, memory_budget_bytes, rounds)
+    say = on_progress or (lambda msg: None)
+    candidates = [dataclasses.replace(options, unroll=u, remat=r) for u in unrolls for r in remats]
+    compiled, rows = {}, {}
+    for opts in candidates:
+        say(f"compile unroll={opts.unroll} remat={opts.remat.name}")
+        model = linen_stack(block, opts)(**block_fields)
+        variables = model.init(jax.random.PRNGKey(0), carry)
+        start = time.perf_counter()
+        program = jax.jit(_program(model, train)).trace(variables, carry).lower().compile()
+        compile_s = time.perf_counter() - start
+        temp = int(program.memory_analysis().temp_size_in_bytes)
+        jax.block_until_ready(program(variables, carry))
+        compiled[opts] = (program, variables)
+        rows[opts] = {"compile_s": compile_s, "temp_bytes": temp, "samples": []}
+    inner = {}
+    for opts, (program, variables) in compiled.items():
+        start = time.perf_counter()
+        jax.block_until_ready(program(variables, carry))
+        inner[opts] = max(1, int(min_sample_s / max(time.perf_counter() - start, 1e-7)))
+    for r in range(rounds):  # round-robin: every candidate once per round
+        say(f"time round {r + 1}/{rounds}")
+        gc.collect()
+        for opts, (program, variables) in compiled.items():
+            start = time.perf_counter()
+            for _ in range(inner[opts]):
+                jax.block_until_ready(program(variables, carry))
+            rows[opts]["samples"].append((time.perf_counter() - start) / inner[opts])
+    results = [
+        TuneResult(
+            options=opts,
+            compile_s=row["compile_s"],
+            step_s=statistics.median(row["samples"]),
+            step_min_s=min(row["samples"]),
+            temp_bytes=row["temp_bytes"],
+            fits=memory_budget_bytes is None or row["temp_bytes"] <= memory_budget_bytes,
+        )
+        for opts, row in rows.items()
+    ]
+    results.sort(key=lambda res: res.step_s)
+    best = next((res for res in results if res.fits), None)
+    baseline = next(
+        (res for res in results if res.options.unroll == 1 and res.options.remat is Remat.NONE),
+        None,
+    )
+    return TuneReport(tuple(results), best, baseline, memory_budget_bytes, train)

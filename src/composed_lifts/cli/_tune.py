@@ -1,0 +1,180 @@
+"""``composed-lifts tune``: measure scan vs unroll vs remat for a block, recommend one in budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import flax.linen as nn
+
+from .._errors import ArgumentRangeError
+
+_BLOCKS = ("seed", "mlp4x")
+
+
+class _ResidualMLP(nn.Module):
+    """``x + Dense(F)(gelu(Dense(4F)(LayerNorm(x))))``: a block where remat matters."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, _):
+        h = nn.Dense(4 * self.features)(nn.LayerNorm()(x))
+        return x + nn.Dense(self.features)(nn.gelu(h)), None
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,2,4, got {text!r}") from None
+
+
+def register(commands) -> None:
+    p = commands.add_parser(
+        "tune",
+        help="measure scan vs unroll factors vs remat policies; recommend the fastest in budget",
+        description=(
+            "Build the block's stack for every (unroll, remat) candidate, compile its training "
+            "step (or forward), time the candidates round-robin, read each program's scratch "
+            "memory from XLA, and recommend the fastest that fits --memory-budget-mb."
+        ),
+    )
+    p.add_argument(
+        "--block",
+        choices=_BLOCKS,
+        default="seed",
+        help="seed: Dense + relu; mlp4x: residual MLP with 4x expansion",
+    )
+    p.add_argument("--layers", type=int, default=16, help="N (default 16)")
+    p.add_argument("--features", type=int, default=256, help="F (default 256)")
+    p.add_argument("--batch", type=int, default=64, help="B (default 64)")
+    p.add_argument(
+        "--unrolls",
+        type=_int_list,
+        default=None,
+        help="unroll factors, e.g. 1,2,4 (default 1,2,4,8 below N, and N)",
+    )
+    p.add_argument(
+        "--remats",
+        default="none,full,dots",
+        help="remat policies, from none,full,dots,dots_no_batch (default none,full,dots)",
+    )
+    p.add_argument(
+        "--memory-budget-mb",
+        type=float,
+        default=None,
+        help="scratch memory budget in MB (default: no limit)",
+    )
+    p.add_argument("--forward-only", action="store_true", help="tune the forward, not a step")
+    p.add_argument("--rounds", type=int, default=5, help="timing rounds (default 5)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format")
+    p.set_defaults(handler=tune)
+
+
+def tune(args: argparse.Namespace) -> int:
+    import jax.numpy as jnp
+    import numpy as np
+
+    from .._options import Remat, StackOptions
+    from .._seed import Block
+    from .._tune import tune_stack
+
+    for name in ("layers", "features", "batch", "rounds"):
+        if getattr(args, name) < 1:
+            raise ArgumentRangeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    try:
+        remats = tuple(Remat(r.strip()) for r in args.remats.split(",") if r.strip())
+    except ValueError:
+        choices = ",".join(r.value for r in Remat)
+        raise ArgumentRangeError(
+            f"--remats takes names from {choices}, got {args.remats!r}"
+        ) from None
+    budget = None
+    if args.memory_budget_mb is not None:
+        if args.memory_budget_mb < 0:
+            raise ArgumentRangeError(
+                f"--memory-budget-mb must be >= 0, got {args.memory_budget_mb}"
+            )
+        budget = int(args.memory_budget_mb * 1e6)
+    block = Block if args.block == "seed" else _ResidualMLP
+    x = jnp.asarray(
+        np.random.default_rng(0).standard_normal((args.batch, args.features)), jnp.float32
+    )
+    text = args.format == "text"
+    progress = None
+    if text:
+        from rich.console import Console
+
+        console = Console(highlight=False, stderr=True)
+        progress = console.status("tuning")
+        progress.start()
+    try:
+        report = tune_stack(
+            block,
+            {"features": args.features},
+            x,
+            StackOptions(num_layers=args.layers),
+            unrolls=args.unrolls,
+            remats=remats,
+            memory_budget_bytes=budget,
+            train=not args.forward_only,
+            rounds=args.rounds,
+            on_progress=(lambda msg: progress.update(msg)) if progress else None,
+        )
+    finally:
+        if progress:
+            progress.stop()
+    if not text:
+        json.dump(
+            {
+                "block": args.block,
+                "layers": args.layers,
+                "features": args.features,
+                "batch": args.batch,
+                **report.as_dict(),
+            },
+            sys.stdout,
+        )
+        sys.stdout.write("\n")
+        return 0 if report.best else 1
+    _print(report, args)
+    return 0 if report.best else 1
+
+
+def _print(report, args) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    what = "forward" if args.forward_only else "training step (value_and_grad)"
+    table = Table(
+        title=f"{args.block} block, N={args.layers} F={args.features} B={args.batch}: {what}, "
+        "fastest first",
+        title_justify="left",
+    )
+    for col in ("unroll", "remat", "step (median)", "vs scan", "compile", "scratch MB", "fits"):
+        table.add_column(col, justify="left" if col == "remat" else "right")
+    base = report.baseline.step_s if report.baseline else None
+    for r in report.results:
+        mark = "[bold green]" if r is report.best else ""
+        table.add_row(
+            f"{mark}{r.options.unroll}",
+            f"{mark}{r.options.remat.name}",
+            f"{r.step_s * 1e3:.2f} ms",
+            f"{r.step_s / base:.2f}x" if base else "-",
+            f"{r.compile_s:.2f} s",
+            f"{r.temp_bytes / 1e6:.1f}",
+            "yes" if r.fits else "no",
+        )
+    console.print(table)
+    if report.best is None:
+        console.print(f"no candidate fits the budget of {report.memory_budget_bytes / 1e6:.1f} MB")
+        return
+    b = report.best.options
+    console.print(
+        f"recommended: StackOptions(num_layers={args.layers}, unroll={b.unroll}, "
+        f"remat=Remat.{b.remat.name})  (times drift on a shared machine: they were "
+        "measured round-robin, so compare rows, not runs)"
+    )
