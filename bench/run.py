@@ -80,6 +80,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="a smoke run in under 2 minutes")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"sections, from {SECTIONS}")
     ap.add_argument("--out", type=pathlib.Path, default=None, help="results directory")
+    ap.add_argument("--sizes", default="small,medium,large", help="latency sizes to run")
     ap.add_argument("--keep-openblas-env", action="store_true",
                     help="do not unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for this run")
     args = ap.parse_args(argv)
@@ -97,6 +98,7 @@ def main(argv=None) -> int:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         ap.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
 
     import numpy  # noqa: F401  (loaded before reading which BLAS it runs)
 
@@ -112,8 +114,12 @@ def main(argv=None) -> int:
     import compile_time
     import latency
 
+    if set(sizes) - set(latency.SIZES):
+        ap.error(f"unknown sizes {sorted(set(sizes) - set(latency.SIZES))}; "
+                 f"choose from {tuple(latency.SIZES)}")
+
     steps = {
-        "latency": len(latency.SIZES) * (len(latency.FORMS) + cfg["latency_rounds"]),
+        "latency": len(sizes) * (len(latency.FORMS) + cfg["latency_rounds"]),
         "compile": compile_time.plan_size(
             cfg["depths"], cfg["unrolled_depths"], cfg["compile_reps"]
         ),
@@ -145,7 +151,7 @@ def main(argv=None) -> int:
                         skip={f: why for (s, f), why in cfg["skip"].items() if s in ("*", size)},
                         tick=tick,
                     )
-                    for size in latency.SIZES
+                    for size in sizes
                 }
 
             timed("latency", all_sizes)
