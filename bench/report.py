@@ -210,3 +210,17 @@ def print_tables(res: dict, console) -> None:
         style = "green" if row[3] == "met" else "red" if row[3] == "NOT met" else None
         t.add_row(*row, style=style)
     console.print(t)
+
+
+if __name__ == "__main__":  # re-render results.md (and the targets) from a saved results.json
+    import json
+    import pathlib
+    import sys
+
+    src = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else
+                       pathlib.Path(__file__).parent / "results" / "results.json")
+    saved = json.loads(src.read_text())
+    saved["targets"] = targets(saved)
+    src.write_text(json.dumps(saved, indent=2) + "\n")
+    (src.parent / "results.md").write_text(markdown(saved))
+    print(src.parent / "results.md")
