@@ -1,7 +1,10 @@
 """``tune_stack``: measure scan vs unroll factors vs remat policies, recommend the fastest that fits.
 
 For a Linen block and the shapes it will run at, every candidate
-``StackOptions(unroll=u, remat=r)`` is built with :func:`linen_stack`, its
+``StackOptions(unroll=u, remat=r)``, on CPU also with each dot backend (XLA's
+default YNNPACK dots, or Eigen's through ``jax.jit(..., compiler_options=...)``,
+which bench/ found 25-35% faster at mid-sized matmuls and slower at small
+ones), is built with :func:`linen_stack`, its
 training step (``jax.value_and_grad`` of the mean squared final carry) or its
 forward is compiled, and the candidates are then timed round-robin, so that a
 slow spell on a shared machine hits all of them alike. Peak scratch memory is
@@ -27,7 +30,14 @@ from ._options import Remat, StackOptions
 from ._stack_linen import linen_stack
 from ._validate import check_integer
 
-__all__ = ["TuneReport", "TuneResult", "default_unrolls", "tune_stack"]
+__all__ = ["DOT_BACKENDS", "TuneReport", "TuneResult", "default_unrolls", "tune_stack"]
+
+# ``compiler_options`` for ``jax.jit`` per CPU dot backend: one program's choice,
+# unlike XLA_FLAGS, which is process-wide and read once.
+DOT_BACKENDS = {
+    "default": None,
+    "eigen": {"xla_cpu_experimental_ynn_fusion_type": ""},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +45,7 @@ class TuneResult:
     """What one candidate measured: its options, compile seconds, step seconds, scratch bytes."""
 
     options: StackOptions
+    dots: str
     compile_s: float
     step_s: float
     step_min_s: float
@@ -45,12 +56,19 @@ class TuneResult:
         return {
             "unroll": self.options.unroll,
             "remat": self.options.remat.name,
+            "dots": self.dots,
+            "compiler_options": self.compiler_options,
             "compile_s": self.compile_s,
             "step_s": self.step_s,
             "step_min_s": self.step_min_s,
             "temp_bytes": self.temp_bytes,
             "fits": self.fits,
         }
+
+    @property
+    def compiler_options(self) -> dict | None:
+        """What to pass as ``jax.jit(..., compiler_options=...)`` for this candidate's dots."""
+        return DOT_BACKENDS[self.dots]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +140,7 @@ def tune_stack(
     *,
     unrolls: Sequence[int] | None = None,
     remats: Sequence[Remat] = tuple(Remat),
+    dots: Sequence[str] | None = None,
     memory_budget_bytes: int | None = None,
     train: bool = True,
     rounds: int = 5,
@@ -133,12 +152,15 @@ def tune_stack(
     ``carry`` is an example input (``(B, ...)`` for a batched stack); ``options``
     gives everything but ``unroll`` and ``remat``, which are searched over
     ``unrolls`` (default :func:`default_unrolls`) and ``remats``. With ``train``
-    the measured program is a gradient step, else the forward.
+    the measured program is a gradient step, else the forward. ``dots`` names
+    the dot backends to try (keys of :data:`DOT_BACKENDS`; default: both on CPU,
+    ``("default",)`` elsewhere).
 
     >>> import jax.numpy as jnp
     >>> from composed_lifts import Block, Remat, StackOptions
     >>> report = tune_stack(Block, {"features": 4}, jnp.ones((2, 4)), StackOptions(num_layers=2),
-    ...                     unrolls=(1, 2), remats=(Remat.NONE, Remat.FULL), rounds=1)
+    ...                     unrolls=(1, 2), remats=(Remat.NONE, Remat.FULL), dots=("default",),
+    ...                     rounds=1)
     >>> sorted((r.options.unroll, r.options.remat.name) for r in report.results)
     [(1, 'FULL'), (1, 'NONE'), (2, 'FULL'), (2, 'NONE')]
     >>> report.best in report.results
@@ -147,20 +169,34 @@ def tune_stack(
     if unrolls is None and isinstance(options, StackOptions):
         unrolls = default_unrolls(options.num_layers)
     unrolls, remats = _check_args(options, unrolls or (), remats, memory_budget_bytes, rounds)
+    if dots is None:
+        dots = tuple(DOT_BACKENDS) if jax.default_backend() == "cpu" else ("default",)
+    dots = tuple(dots)
+    for d in dots:
+        if d not in DOT_BACKENDS:
+            raise ArgumentRangeError(f"dots must name entries of {tuple(DOT_BACKENDS)}, got {d!r}")
+    if not dots:
+        raise ArgumentRangeError(f"dots must name at least one of {tuple(DOT_BACKENDS)}")
     say = on_progress or (lambda msg: None)
-    candidates = [dataclasses.replace(options, unroll=u, remat=r) for u in unrolls for r in remats]
+    candidates = [
+        (dataclasses.replace(options, unroll=u, remat=r), d)
+        for u in unrolls
+        for r in remats
+        for d in dots
+    ]
     compiled, rows = {}, {}
-    for opts in candidates:
-        say(f"compile unroll={opts.unroll} remat={opts.remat.name}")
+    for opts, d in candidates:
+        say(f"compile unroll={opts.unroll} remat={opts.remat.name} dots={d}")
         model = linen_stack(block, opts)(**block_fields)
         variables = model.init(jax.random.PRNGKey(0), carry)
         start = time.perf_counter()
-        program = jax.jit(_program(model, train)).trace(variables, carry).lower().compile()
+        jitted = jax.jit(_program(model, train), compiler_options=DOT_BACKENDS[d])
+        program = jitted.trace(variables, carry).lower().compile()
         compile_s = time.perf_counter() - start
         temp = int(program.memory_analysis().temp_size_in_bytes)
         jax.block_until_ready(program(variables, carry))
-        compiled[opts] = (program, variables)
-        rows[opts] = {"compile_s": compile_s, "temp_bytes": temp, "samples": []}
+        compiled[opts, d] = (program, variables)
+        rows[opts, d] = {"compile_s": compile_s, "temp_bytes": temp, "samples": []}
     inner = {}
     for opts, (program, variables) in compiled.items():
         start = time.perf_counter()
@@ -177,18 +213,23 @@ def tune_stack(
     results = [
         TuneResult(
             options=opts,
+            dots=d,
             compile_s=row["compile_s"],
             step_s=statistics.median(row["samples"]),
             step_min_s=min(row["samples"]),
             temp_bytes=row["temp_bytes"],
             fits=memory_budget_bytes is None or row["temp_bytes"] <= memory_budget_bytes,
         )
-        for opts, row in rows.items()
+        for (opts, d), row in rows.items()
     ]
     results.sort(key=lambda res: res.step_s)
     best = next((res for res in results if res.fits), None)
     baseline = next(
-        (res for res in results if res.options.unroll == 1 and res.options.remat is Remat.NONE),
+        (
+            res
+            for res in results
+            if res.options.unroll == 1 and res.options.remat is Remat.NONE and res.dots == dots[0]
+        ),
         None,
     )
     return TuneReport(tuple(results), best, baseline, memory_budget_bytes, train)

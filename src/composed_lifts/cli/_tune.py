@@ -62,6 +62,11 @@ def register(commands) -> None:
         help="remat policies, from none,full,dots,dots_no_batch (default none,full,dots)",
     )
     p.add_argument(
+        "--dots",
+        default=None,
+        help="CPU dot backends to try, from default,eigen (default: both on CPU)",
+    )
+    p.add_argument(
         "--memory-budget-mb",
         type=float,
         default=None,
@@ -119,6 +124,7 @@ def tune(args: argparse.Namespace) -> int:
             unrolls=args.unrolls,
             remats=remats,
             memory_budget_bytes=budget,
+            dots=None if args.dots is None else tuple(d.strip() for d in args.dots.split(",")),
             train=not args.forward_only,
             rounds=args.rounds,
             on_progress=(lambda msg: progress.update(msg)) if progress else None,
@@ -154,14 +160,16 @@ def _print(report, args) -> None:
         "fastest first",
         title_justify="left",
     )
-    for col in ("unroll", "remat", "step (median)", "vs scan", "compile", "scratch MB", "fits"):
-        table.add_column(col, justify="left" if col == "remat" else "right")
+    cols = ("unroll", "remat", "dots", "step (median)", "vs scan", "compile", "scratch MB", "fits")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("remat", "dots") else "right")
     base = report.baseline.step_s if report.baseline else None
     for r in report.results:
         mark = "[bold green]" if r is report.best else ""
         table.add_row(
             f"{mark}{r.options.unroll}",
             f"{mark}{r.options.remat.name}",
+            f"{mark}{r.dots}",
             f"{r.step_s * 1e3:.2f} ms",
             f"{r.step_s / base:.2f}x" if base else "-",
             f"{r.compile_s:.2f} s",
@@ -173,8 +181,11 @@ def _print(report, args) -> None:
         console.print(f"no candidate fits the budget of {report.memory_budget_bytes / 1e6:.1f} MB")
         return
     b = report.best.options
+    jit = ""
+    if report.best.compiler_options:
+        jit = f"; jax.jit(..., compiler_options={report.best.compiler_options!r})"
     console.print(
         f"recommended: StackOptions(num_layers={args.layers}, unroll={b.unroll}, "
-        f"remat=Remat.{b.remat.name})  (times drift on a shared machine: they were "
+        f"remat=Remat.{b.remat.name}){jit}  (times drift on a shared machine: they were "
         "measured round-robin, so compare rows, not runs)"
     )
