@@ -38,7 +38,7 @@ def targets(res: dict) -> list[dict]:
     """Each target of issue 5 (and issue 2's 300x) as a ratio measured in this run."""
     out = []
     lat = res.get("latency", {})
-    for ours in ("ours_linen", "ours_nnx"):
+    for ours in ("ours_linen", "ours_nnx", "ours_linen_eigen"):
         for size in ("medium", "large"):
             rows = lat.get(size, {}).get("rows", {})
             best, who = _fastest_peer(rows)

@@ -22,6 +22,7 @@ __all__ = ["FORMS", "Problem", "Unavailable", "load", "make_problem"]
 # Row order of the tables: ours first, then JAX by hand, then the other libraries.
 FORMS = (
     "ours_linen",
+    "ours_linen_eigen",
     "ours_nnx",
     "ours_functional",
     "ours_forward",
