@@ -31,11 +31,13 @@ def latency(res, path):
     fig, axes = plt.subplots(1, len(lat), figsize=(6 * len(lat), 6.5), sharey=True)
     for ax, (size, d) in zip(axes, lat.items(), strict=True):
         rows = [(k, r) for k, r in d["rows"].items()
-                if "median_s" in r and k != "seed_recipe" and not k.startswith("peak_")
-                and (k != "trivial_jit" or size == "small")]
+                if "median_s" in r and k != "seed_recipe" and not k.startswith("peak_")]
         labels = [r["name"] for _, r in rows]
-        med = [r["median_s"] * 1e6 for _, r in rows]
-        lo = [r["min_s"] * 1e6 for _, r in rows]
+        # the trivial call is drawn at the small size only (it would squash the others'
+        # log scale), but keeps its row so that the shared y axis stays aligned
+        keep = [k != "trivial_jit" or size == "small" for k, _ in rows]
+        med = [r["median_s"] * 1e6 if ok else float("nan") for (_, r), ok in zip(rows, keep)]
+        lo = [r["min_s"] * 1e6 if ok else float("nan") for (_, r), ok in zip(rows, keep)]
         y = range(len(rows))
         ax.barh(y, med, color=[COLORS[r["group"]] for _, r in rows])
         ax.plot(lo, y, "k|", markersize=10, label="min")
@@ -44,10 +46,11 @@ def latency(res, path):
             ax.axvline(limit, color=COLORS["limit"], ls="--",
                        label=f"matmul-peak limit {limit:.3g} us ({d['peak_gflops']:.0f} GFLOP/s)")
         ax.set_xscale("log")
-        floor = min(lo + ([d["limit_s"] * 1e6] if "limit_s" in d else []))
+        floor = min([v for v in lo if v == v] + ([d["limit_s"] * 1e6] if "limit_s" in d else []))
         ax.set_xlim(left=floor / 2)
-        ax.set_yticks(list(y), labels)
-        ax.invert_yaxis()
+        if ax is axes[0]:  # the panels share one y axis: label it once
+            ax.set_yticks(list(y), labels)
+            ax.invert_yaxis()
         ax.set_title(f"{size}: B={d['B']} N={d['N']} F={d['F']}")
         ax.set_xlabel("forward latency, us (bar: median; |: min; log)")
         ax.grid(axis="x", which="both", alpha=0.3)
@@ -56,7 +59,7 @@ def latency(res, path):
                  "libraries; the seed's recipe, at ~1 s, is left out)\n" + _subtitle(res),
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 
