@@ -5,10 +5,11 @@ Each contender is a new Python process, timed from spawn to exit, round-robin:
 - ``bare imports``: a script doing only the recipe's imports
   (``import jax, flax.linen, numpy``), the floor any Flax program pays;
 - ``bare recipe``: that script plus the seed's recipe, jitted, at the CLI's default shape;
-- ``cli``: ``composed-lifts run --format json`` (default example, B=4, N=4, F=8);
-- ``cli, warm persistent cache``: the same with JAX's persistent compilation
-  cache pointed at a directory that an earlier run filled
-  (``JAX_COMPILATION_CACHE_DIR``, every entry cached).
+- ``cli``: ``composed-lifts run --format json`` (default example, B=4, N=4, F=8)
+  with its persistent compilation cache off (``COMPOSED_LIFTS_CACHE=off``): it compiles;
+- ``cli, warm persistent cache``: the same with the cache in a fresh directory
+  that an untimed earlier run filled (``COMPOSED_LIFTS_CACHE``; also
+  ``JAX_COMPILATION_CACHE_DIR`` for CLIs that predate that variable).
 """
 
 from __future__ import annotations
@@ -62,10 +63,13 @@ def measure(*, rounds: int, warm_all: bool = True, tick=lambda msg: None) -> dic
     Before timing, the cached CLI runs once to fill its cache; with ``warm_all``
     every contender also runs once untimed (to warm the OS file cache).
     """
-    base = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith("JAX_COMPILATION_CACHE") and k != "COMPOSED_LIFTS_CACHE"}
     with tempfile.TemporaryDirectory(prefix="jax-cache-") as cache:
+        cold = dict(base, COMPOSED_LIFTS_CACHE="off")
         cached = dict(
             base,
+            COMPOSED_LIFTS_CACHE=cache,
             JAX_COMPILATION_CACHE_DIR=cache,
             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
@@ -75,7 +79,7 @@ def measure(*, rounds: int, warm_all: bool = True, tick=lambda msg: None) -> dic
                              [sys.executable, "-c", BARE_IMPORTS], base),
             "bare_recipe": ("bare script: imports + jitted recipe",
                             [sys.executable, "-c", BARE_RECIPE], base),
-            "cli": ("composed-lifts run", _cli() + ["run", "--format", "json"], base),
+            "cli": ("composed-lifts run, cache off", _cli() + ["run", "--format", "json"], cold),
             "cli_cached": ("composed-lifts run, warm persistent cache",
                            _cli() + ["run", "--format", "json"], cached),
         }

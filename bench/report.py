@@ -187,7 +187,9 @@ def markdown(res: dict) -> str:
     if "cli" in res:
         rows = [[r["name"], _fmt_s(r["median_s"]), _fmt_s(r["min_s"])]
                 for r in res["cli"]["rows"].values()]
-        lines += ["", "## Process start to result", "",
+        when = res["cli"].get("measured_at")
+        lines += ["", "## Process start to result"
+                  + (f" (re-measured alone at {when})" if when else ""), "",
                   *_table(["process", "median", "min"], rows)]
     return "\n".join(lines) + "\n"
 
