@@ -19,44 +19,17 @@ import json
 import pathlib
 import sys
 
-import flax.linen as nn
 import jax
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _timing import machine_info, round_robin, summarize  # noqa: E402
 from composed_lifts import composed_lifts_forward  # noqa: E402
+from peers.seed_recipe import recipe as seed_recipe  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 B, N, F = 8, 4, 64
 TARGET = 300.0
-
-
-def seed_recipe(seed: int, x_batch, num_layers: int, features: int):
-    """The seed's plain recipe, verbatim: no jit, so each call re-traces and re-compiles."""
-
-    class Block(nn.Module):
-        features: int
-
-        @nn.compact
-        def __call__(self, x, _):
-            x = nn.relu(nn.Dense(self.features)(x))
-            return x, None
-
-    ScanLayer = nn.scan(
-        Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=num_layers
-    )
-    BatchedScanLayer = nn.vmap(
-        ScanLayer,
-        in_axes=0,
-        out_axes=0,
-        variable_axes={"params": None},
-        split_rngs={"params": False},
-    )
-    model = BatchedScanLayer(features=features)
-    params = model.init(jax.random.PRNGKey(seed), x_batch, None)
-    final, _ = model.apply(params, x_batch, None)
-    return final.reshape(-1)
 
 
 def measure(rounds: int, fast_per_round: int) -> dict:
