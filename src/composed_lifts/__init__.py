@@ -20,6 +20,7 @@ from ._stack_linen import linen_stack as linen_stack
 # The NNX half is imported on first use (PEP 562), so that Linen-only users and the
 # CLI do not pay for importing flax.nnx.
 _LAZY = {
+    "NNXSplitApply": "._stack_nnx",
     "NNXStack": "._stack_nnx",
     "nnx_split_apply": "._stack_nnx",
     "nnx_stack": "._stack_nnx",
@@ -46,6 +47,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchMode",
+    "NNXSplitApply",
     "NNXStack",
     "Block",
     "LayerInputs",

@@ -21,7 +21,7 @@ from ._errors import ArgumentRangeError, ArgumentTypeError, UnsplitRngError
 from ._options import BatchMode, LayerInputs, Remat, StackOptions
 from ._validate import check_integer
 
-__all__ = ["NNXStack", "nnx_split_apply", "nnx_stack"]
+__all__ = ["NNXSplitApply", "NNXStack", "nnx_split_apply", "nnx_stack"]
 
 
 class NNXStack(nnx.Module):
@@ -184,27 +184,68 @@ def nnx_stack(
     return NNXStack(layers, options, batch_size)
 
 
-def nnx_split_apply(stack: nnx.Module):
-    """Split ``stack`` once and return ``(apply, state)`` for fast jitted calls.
+class NNXSplitApply:
+    """The compiled call of an :class:`NNXStack`, split once (made by :func:`nnx_split_apply`).
 
     ``apply(state, carry, xs=None)`` returns ``((carry, ys), new_state)``; pass the
-    new state to the next call (it carries the advanced RNG counts). ``state`` is
-    a pair ``(params, rest)`` of ``nnx.State``s. This is the split/merge pattern
-    under ``jax.jit``: the graph is traversed once, here, instead of on every call
-    as ``nnx.jit`` does by default, and only the non-param state (RNG counts) is
-    returned from the compiled call, so params are never copied.
+    new state to the next call (it carries the advanced RNG counts).
+    ``apply.merge(state)`` gives the module back. The state is a pair of flat
+    lists of arrays, ``(params, rest)``: ``nnx.State`` and its ``Param`` nodes
+    are Python pytree nodes, and flattening them on every call costs about as
+    much as the whole forward at small sizes, so they are flattened once, here.
     """
-    graphdef, params, rest = nnx.split(stack, nnx.Param, ...)
 
-    @jax.jit
-    def run(params, rest, carry, xs):
-        module = nnx.merge(graphdef, params, rest)
-        out = module(carry, xs)
-        return out, nnx.state(module, nnx.Not(nnx.Param))
+    def __init__(self, stack: nnx.Module):
+        graphdef, params, rest = nnx.split(stack, nnx.Param, ...)
+        param_leaves, self._params_def = jax.tree_util.tree_flatten(params)
+        rest_leaves, self._rest_def = jax.tree_util.tree_flatten(rest)
+        self._graphdef = graphdef
+        self.initial_state = (param_leaves, rest_leaves)
+        self._run = jax.jit(self._call)
 
-    def apply(state, carry, xs=None):
+    def merge(self, state) -> nnx.Module:
+        """The module holding ``state`` (a copy; the state's arrays are shared)."""
         params, rest = state
-        out, rest = run(params, rest, carry, xs)
+        return nnx.merge(
+            self._graphdef,
+            jax.tree_util.tree_unflatten(self._params_def, params),
+            jax.tree_util.tree_unflatten(self._rest_def, rest),
+            copy=True,
+        )
+
+    def _call(self, params, rest, carry, xs):
+        module = self.merge((params, rest))
+        out = module(carry, xs)
+        new_rest = nnx.state(module, nnx.Not(nnx.Param))
+        return out, jax.tree_util.tree_leaves(new_rest)
+
+    def __call__(self, state, carry, xs=None):
+        params, rest = state
+        out, rest = self._run(params, rest, carry, xs)
         return out, (params, rest)
 
-    return apply, (params, rest)
+
+def nnx_split_apply(stack: nnx.Module) -> tuple[NNXSplitApply, tuple]:
+    """Split ``stack`` once and return ``(apply, state)`` for fast jitted calls.
+
+    This is the split/merge pattern under ``jax.jit``: the graph is traversed
+    once, here, instead of on every call as ``nnx.jit`` does by default; only the
+    non-param state (RNG counts) is returned from the compiled call, so params are
+    never copied; and the state travels as flat lists of arrays. See
+    :class:`NNXSplitApply`.
+
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from composed_lifts import StackOptions, nnx_split_apply, nnx_stack
+    >>> class Layer(nnx.Module):
+    ...     def __init__(self, rngs):
+    ...         self.Dense_0 = nnx.Linear(4, 4, rngs=rngs)
+    ...     def __call__(self, x, _):
+    ...         return nnx.relu(self.Dense_0(x)), None
+    >>> apply, state = nnx_split_apply(nnx_stack(Layer, StackOptions(num_layers=3), rngs=nnx.Rngs(0)))
+    >>> (final, ys), state = apply(state, jnp.ones((2, 4)))
+    >>> final.shape, apply.merge(state).layers.Dense_0.kernel.shape
+    ((2, 4), (3, 4, 4))
+    """
+    apply = NNXSplitApply(stack)
+    return apply, apply.initial_state
