@@ -45,6 +45,7 @@ def main() -> int:
     fns = {
         "nnx_stack, State into jit": lambda: by_state(state, x).block_until_ready(),
         "nnx_stack, flat leaves into jit": lambda: by_leaves(leaves, x).block_until_ready(),
+        "nnx_split_apply (ours, flat leaves)": load("ours_nnx").build(p),
         "hand-written lax.scan": load("jax_scan").build(p),
         "linen_stack (jit apply)": load("ours_linen").build(p),
     }
