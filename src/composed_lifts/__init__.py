@@ -16,6 +16,9 @@ from ._seed import seed_model as seed_model
 from ._stack_functional import scan_layers as scan_layers
 from ._stack_functional import unroll_layers as unroll_layers
 from ._stack_linen import linen_stack as linen_stack
+from ._tune import TuneReport as TuneReport
+from ._tune import TuneResult as TuneResult
+from ._tune import tune_stack as tune_stack
 
 # The NNX half is imported on first use (PEP 562), so that Linen-only users and the
 # CLI do not pay for importing flax.nnx.
@@ -53,6 +56,8 @@ __all__ = [
     "LayerInputs",
     "Remat",
     "StackOptions",
+    "TuneReport",
+    "TuneResult",
     "composed_lifts_forward",
     "errors",
     "linen_stack",
@@ -63,6 +68,7 @@ __all__ = [
     "scan_layers",
     "seed_model",
     "stack_params",
+    "tune_stack",
     "unroll_layers",
     "unstack_params",
 ]
