@@ -196,3 +196,20 @@ def test_options_are_hashable_and_typed():
         "params": True,
         True: True,
     }
+
+
+class Normed(nn.Module):
+    @nn.compact
+    def __call__(self, x, _):
+        h = nn.BatchNorm(use_running_average=False, axis_name="batch", momentum=0.5)(x)
+        return nn.relu(nn.Dense(F)(h)) + x, None
+
+
+def test_batch_stats_are_shared_and_reduced_across_the_batch():
+    model = linen_stack(Normed, StackOptions(num_layers=N))()
+    variables = model.init(jax.random.PRNGKey(0), X)
+    assert variables["batch_stats"]["BatchNorm_0"]["mean"].shape == (N, F)
+    _, state = model.apply(variables, X, mutable=["batch_stats"])
+    # layer 0 normalises the input itself: its running mean moved halfway to the batch mean
+    mean0 = np.asarray(state["batch_stats"]["BatchNorm_0"]["mean"][0])
+    np.testing.assert_allclose(mean0, 0.5 * np.asarray(X).mean(axis=0), rtol=1e-5, atol=1e-6)
