@@ -11,6 +11,7 @@ from flax import nnx
 from blocks import CASES, F, ScaledLinen, SeedLinen, layer_fn
 from composed_lifts import (
     BatchMode,
+    LayerInputs,
     Remat,
     StackOptions,
     errors,
@@ -213,3 +214,23 @@ def test_batch_stats_are_shared_and_reduced_across_the_batch():
     # layer 0 normalises the input itself: its running mean moved halfway to the batch mean
     mean0 = np.asarray(state["batch_stats"]["BatchNorm_0"]["mean"][0])
     np.testing.assert_allclose(mean0, 0.5 * np.asarray(X).mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "batch,layer_inputs",
+    [(BatchMode.NONE, LayerInputs.SHARED), (BatchMode.SHARED, LayerInputs.PER_EXAMPLE)],
+    ids=["no-batch", "per-example-inputs"],
+)
+def test_nnx_follows_linen_without_batch_and_with_per_example_inputs(batch, layer_inputs):
+    opts = StackOptions(num_layers=N, batch=batch, layer_inputs=layer_inputs, layer_index=True)
+    x = X[0] if batch is BatchMode.NONE else X
+    xs = SCALES if layer_inputs is LayerInputs.SHARED else jnp.stack([SCALES, 2 * SCALES, -SCALES])
+    linen = linen_stack(ScaledLinen, opts)()
+    variables = linen.init(jax.random.PRNGKey(0), x, xs)
+    stack = linen_to_nnx(variables, nnx_stack(SCALED.nnx, opts, rngs=nnx.Rngs(0)))
+    got_final, got_ys = stack(x, xs)
+    want_final, want_ys = linen.apply(variables, x, xs)
+    np.testing.assert_allclose(got_final, want_final, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got_ys["first"], want_ys["first"], rtol=1e-6, atol=1e-7)
+    if layer_inputs is LayerInputs.PER_EXAMPLE:  # example 2's scales are negated: it differs
+        assert not np.allclose(got_final[2], got_final[0])
