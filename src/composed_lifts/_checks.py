@@ -117,8 +117,11 @@ def check_block_step(step: Callable, carry, xs, options: StackOptions) -> None:
         )
     out = jax.eval_shape(one, carry_one, x_one)
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        what = f"a {type(out).__name__}" + (
-            f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""
+        what = (
+            "a single array"
+            if isinstance(out, jax.ShapeDtypeStruct)
+            else f"a {type(out).__name__}"
+            + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "")
         )
         raise BlockOutputError(
             f"the block must return a pair (carry, y) (y may be None), but returned {what}; "

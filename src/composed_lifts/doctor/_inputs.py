@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import ArgumentTypeError, BatchSizeError, BlockOutputError, CarryChangedError
+from .._checks import check_block_step
+from .._errors import ArgumentTypeError, BatchSizeError
+from .._options import BatchMode, StackOptions
 from ._spec import Composition
 
 __all__ = ["BlockSpec", "as_block", "as_carry", "check_one_layer", "per_example", "with_batch"]
@@ -112,49 +114,21 @@ def with_batch(carry, batch: int):
     )
 
 
-def _typed(leaf) -> str:
-    return f"{np.dtype(leaf.dtype).name}{list(leaf.shape)}"
-
-
 def check_one_layer(block: BlockSpec, carry, composition: Composition) -> None:
     """Evaluate one layer on one example abstractly; raise if it breaks the scan's contract.
 
     Raises ``BlockOutputError`` when the block does not return ``(carry, y)``
-    and ``CarryChangedError`` when the carry changes structure, shape or dtype.
-    (The doctor keeps its own copy of this probe, rather than
-    ``_checks.check_block_step``, because it reports the carry's per-example
-    types for a finding instead of failing a call.)
+    and ``CarryChangedError`` when the carry changes structure, shape or dtype:
+    the same probe (:func:`composed_lifts._checks.check_block_step`) the stacks
+    run before tracing, here on the block as the doctor was given it.
     """
-    one = per_example(carry, composition)
+    batch = BatchMode.SHARED if composition.batched else BatchMode.NONE
+    key = jax.random.PRNGKey(0)
 
-    def step(c):
-        return block.make().init_with_output(jax.random.PRNGKey(0), c, None)[0]
+    def step(c, x, index):
+        return block.make().init_with_output(key, c, None)[0]
 
-    out = jax.eval_shape(step, one)
-    if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        what = (
-            "a single array"
-            if isinstance(out, jax.ShapeDtypeStruct)
-            else f"a {type(out).__name__}"
-            + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "")
-        )
-        raise BlockOutputError(
-            f"the block must return a pair (carry, y) (y may be None), but returned {what}"
-        )
-    before, after = jax.tree_util.tree_structure(one), jax.tree_util.tree_structure(out[0])
-    if before != after:
-        raise CarryChangedError(
-            f"the block returns a carry with structure {after} but was given {before}; a scan "
-            f"needs the carry to keep its structure from layer to layer"
-        )
-    for (path, old), new in zip(
-        jax.tree_util.tree_flatten_with_path(one)[0], jax.tree_util.tree_leaves(out[0])
-    ):
-        if old.shape != new.shape or old.dtype != new.dtype:
-            raise CarryChangedError(
-                f"the block changes carry{jax.tree_util.keystr(path)} from {_typed(old)} to "
-                f"{_typed(new)} across one layer (per example)"
-            )
+    check_block_step(step, carry, None, StackOptions(num_layers=1, batch=batch))
 
 
 def per_example(carry, composition: Composition):
