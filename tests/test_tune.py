@@ -97,3 +97,56 @@ def test_cli_tune_json():
     out = json.loads(r.stdout)
     assert out["best"] is not None and len(out["results"]) >= 2
     assert {"unroll", "remat", "dots", "step_s", "temp_bytes"} <= set(out["results"][0])
+
+
+def test_cli_tune_takes_a_users_block(tmp_path):
+    (tmp_path / "myblocks.py").write_text(
+        "import flax.linen as nn\n"
+        "class Wide(nn.Module):\n"
+        "    features: int\n"
+        "    hidden: int = 3\n"
+        "    @nn.compact\n"
+        "    def __call__(self, x, _):\n"
+        "        return x + nn.Dense(self.features)(nn.relu(nn.Dense(self.hidden)(x))), None\n"
+    )
+    args = [
+        "tune",
+        "--block",
+        "myblocks:Wide",
+        "--field",
+        "hidden=5",
+        "--layers",
+        "2",
+        "--features",
+        "4",
+        "--batch",
+        "2",
+        "--unrolls",
+        "1",
+        "--remats",
+        "none",
+        "--dots",
+        "default",
+        "--rounds",
+        "1",
+        "--format",
+        "json",
+    ]
+    env = {**os.environ, "COMPOSED_LIFTS_CACHE": "off"}
+    r = subprocess.run(
+        [sys.executable, "-m", "composed_lifts", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["best"]["unroll"] == 1
+    bad = subprocess.run(
+        [sys.executable, "-m", "composed_lifts", *args[:3], "--field", "nope=1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert bad.returncode == 2 and "has no such field" in bad.stderr

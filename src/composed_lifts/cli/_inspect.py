@@ -7,21 +7,18 @@ error, 2 for bad input.
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib
 import json
-import os
 import sys
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .._errors import ArgumentRangeError, ArgumentTypeError, BlockImportError
+from .._errors import ArgumentRangeError, ArgumentTypeError
 from .._options import BatchMode
 from .._seed import Block
 from ..doctor import Composition, LiftOrder, LiftParams, Severity, check, plot_layout
 from ..doctor._report import render_text
+from ._blocks import block_fields, load_block
 
 DEFAULT_LAYERS = 4
 DEFAULT_FEATURES = 8
@@ -111,59 +108,6 @@ def register(commands) -> None:
     p.set_defaults(handler=run)
 
 
-def load_block(text: str) -> type[nn.Module]:
-    """Import ``module:Class`` (the current folder is importable, as with ``python -m``)."""
-    module_name, sep, class_name = text.partition(":")
-    if not sep or not module_name or not class_name:
-        raise BlockImportError(
-            f"--block must be MODULE:CLASS, e.g. mypkg.blocks:Residual, got {text!r}"
-        )
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise BlockImportError(
-            f"--block {text!r}: cannot import module {module_name!r} ({err}); run from the "
-            f"folder that holds it or put it on PYTHONPATH"
-        ) from None
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise BlockImportError(
-            f"--block {text!r}: module {module_name!r} has no attribute {class_name!r}"
-        )
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise BlockImportError(
-            f"--block {text!r} is {cls!r}, not a Linen module class (a subclass of "
-            f"flax.linen.Module)"
-        )
-    return cls
-
-
-def _fields(cls: type[nn.Module], args: argparse.Namespace) -> dict:
-    fields = {}
-    for item in args.field:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise ArgumentTypeError(
-                f"--field must be NAME=VALUE, e.g. --field hidden=16, got {item!r}"
-            )
-        try:
-            fields[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            fields[name] = value
-    names = {f for f in getattr(cls, "__dataclass_fields__", {})}
-    if "features" in names:
-        fields.setdefault("features", args.features)
-    unknown = sorted(set(fields) - names)
-    if unknown:
-        raise ArgumentTypeError(
-            f"--field {unknown[0]!r}: {cls.__name__} has no such field; its fields are "
-            f"{sorted(names - {'parent', 'name'})}"
-        )
-    return fields
-
-
 def run(args: argparse.Namespace) -> int:
     for name in ("layers", "features", "batch"):
         if getattr(args, name) < 1:
@@ -172,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if width < 1:
         raise ArgumentRangeError(f"--width must be >= 1, got {width}")
     cls = Block if args.block is None else load_block(args.block)
-    fields = _fields(cls, args)
+    fields = block_fields(cls, args)
     try:
         block = cls(**fields)
     except TypeError as err:

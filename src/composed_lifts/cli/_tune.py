@@ -9,6 +9,7 @@ import sys
 import flax.linen as nn
 
 from .._errors import ArgumentRangeError
+from ._blocks import block_fields, load_block
 
 _BLOCKS = ("seed", "mlp4x")
 
@@ -43,9 +44,17 @@ def register(commands) -> None:
     )
     p.add_argument(
         "--block",
-        choices=_BLOCKS,
         default="seed",
-        help="seed: Dense + relu; mlp4x: residual MLP with 4x expansion",
+        metavar="{seed,mlp4x,MODULE:CLASS}",
+        help="seed: Dense + relu (default); mlp4x: residual MLP with 4x expansion; or your "
+        "Linen block, e.g. mypkg.blocks:Residual",
+    )
+    p.add_argument(
+        "--field",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a field of your block (repeatable); features defaults to --features",
     )
     p.add_argument("--layers", type=int, default=16, help="N (default 16)")
     p.add_argument("--features", type=int, default=256, help="F (default 256)")
@@ -103,7 +112,12 @@ def tune(args: argparse.Namespace) -> int:
                 f"--memory-budget-mb must be >= 0, got {args.memory_budget_mb}"
             )
         budget = int(args.memory_budget_mb * 1e6)
-    block = Block if args.block == "seed" else _ResidualMLP
+    if args.block in _BLOCKS:
+        block = Block if args.block == "seed" else _ResidualMLP
+        fields = {"features": args.features}
+    else:
+        block = load_block(args.block)
+        fields = block_fields(block, args)
     x = jnp.asarray(
         np.random.default_rng(0).standard_normal((args.batch, args.features)), jnp.float32
     )
@@ -118,7 +132,7 @@ def tune(args: argparse.Namespace) -> int:
     try:
         report = tune_stack(
             block,
-            {"features": args.features},
+            fields,
             x,
             StackOptions(num_layers=args.layers),
             unrolls=args.unrolls,
