@@ -18,7 +18,6 @@ policies at each N.
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,19 +29,8 @@ __all__ = ["BLOCKS", "POLICIES", "measure"]
 B, F = 64, 256
 
 
-class MLPBlock(nn.Module):
-    """A residual MLP block with a 4x expansion: ``x + Dense(F)(gelu(Dense(4F)(LayerNorm(x))))``."""
-
-    features: int
-
-    @nn.compact
-    def __call__(self, x, _):
-        h = nn.Dense(4 * self.features)(nn.LayerNorm()(x))
-        return x + nn.Dense(self.features)(nn.gelu(h)), None
-
-
 def _blocks():
-    from composed_lifts import Block
+    from composed_lifts import Block, MLPBlock
 
     return {"seed_block": ("seed Block (Dense + relu)", Block),
             "mlp4x": ("residual MLP block, 4x", MLPBlock)}

@@ -7,6 +7,7 @@ from . import errors as errors
 from ._convert_layers import stack_params as stack_params
 from ._convert_layers import unstack_params as unstack_params
 from ._forward import composed_lifts_forward as composed_lifts_forward
+from ._mlp_block import MLPBlock as MLPBlock
 from ._options import BatchMode as BatchMode
 from ._options import LayerInputs as LayerInputs
 from ._options import Remat as Remat
@@ -54,6 +55,7 @@ __all__ = [
     "NNXStack",
     "Block",
     "LayerInputs",
+    "MLPBlock",
     "Remat",
     "StackOptions",
     "TuneReport",

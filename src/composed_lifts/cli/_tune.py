@@ -6,23 +6,10 @@ import argparse
 import json
 import sys
 
-import flax.linen as nn
-
 from .._errors import ArgumentRangeError
 from ._blocks import block_fields, load_block
 
 _BLOCKS = ("seed", "mlp4x")
-
-
-class _ResidualMLP(nn.Module):
-    """``x + Dense(F)(gelu(Dense(4F)(LayerNorm(x))))``: a block where remat matters."""
-
-    features: int
-
-    @nn.compact
-    def __call__(self, x, _):
-        h = nn.Dense(4 * self.features)(nn.LayerNorm()(x))
-        return x + nn.Dense(self.features)(nn.gelu(h)), None
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -91,6 +78,7 @@ def tune(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
     import numpy as np
 
+    from .._mlp_block import MLPBlock
     from .._options import Remat, StackOptions
     from .._seed import Block
     from .._tune import tune_stack
@@ -113,7 +101,7 @@ def tune(args: argparse.Namespace) -> int:
             )
         budget = int(args.memory_budget_mb * 1e6)
     if args.block in _BLOCKS:
-        block = Block if args.block == "seed" else _ResidualMLP
+        block = Block if args.block == "seed" else MLPBlock
         fields = {"features": args.features}
     else:
         block = load_block(args.block)
