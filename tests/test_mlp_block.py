@@ -3,8 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blocks import F, ResidualMLPLinen
 
+from blocks import F, ResidualMLPLinen
 from composed_lifts import MLPBlock, StackOptions, linen_stack
 
 
