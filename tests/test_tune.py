@@ -18,8 +18,7 @@ CARRY = jnp.ones((2, 4))
 OPTS = StackOptions(num_layers=3)
 
 
-@pytest.fixture(scope="module")
-def report():
+def small_tune(**kw):
     return tune_stack(
         Block,
         {"features": 4},
@@ -30,7 +29,13 @@ def report():
         dots=("default",),
         rounds=1,
         min_sample_s=0.001,
+        **kw,
     )
+
+
+@pytest.fixture(scope="module")
+def report():
+    return small_tune()
 
 
 def test_every_candidate_is_measured_and_the_best_is_fastest(report):
@@ -44,20 +49,12 @@ def test_every_candidate_is_measured_and_the_best_is_fastest(report):
 
 def test_memory_budget_is_honoured(report):
     smallest = min(r.temp_bytes for r in report.results)
-    tight = tune_stack(
-        Block,
-        {"features": 4},
-        CARRY,
-        OPTS,
-        unrolls=(1, 3),
-        remats=(Remat.NONE, Remat.FULL),
-        dots=("default",),
-        rounds=1,
-        min_sample_s=0.001,
-        memory_budget_bytes=smallest,
-    )
-    assert tight.best is not None and tight.best.temp_bytes <= smallest
+    tight = small_tune(memory_budget_bytes=smallest)
+    assert not all(r.fits for r in tight.results), "the budget should exclude a candidate"
     assert all(r.fits == (r.temp_bytes <= smallest) for r in tight.results)
+    assert tight.best is not None and tight.best.temp_bytes <= smallest
+    assert tight.best is min((r for r in tight.results if r.fits), key=lambda r: r.step_s)
+    assert small_tune(memory_budget_bytes=0).best is None or smallest == 0
 
 
 def test_bad_arguments():
