@@ -66,30 +66,21 @@ def test_bad_arguments():
         tune_stack(Block, {"features": 4}, CARRY, OPTS, dots=("mkl",))
 
 
-def test_cli_tune_json():
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "composed_lifts",
-            "tune",
-            "--layers",
-            "2",
-            "--features",
-            "4",
-            "--batch",
-            "2",
-            "--unrolls",
-            "1,2",
-            "--rounds",
-            "1",
-            "--format",
-            "json",
-        ],
+def tune_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "composed_lifts", "tune", *args],
         capture_output=True,
         text=True,
+        cwd=cwd,
         env={**os.environ, "COMPOSED_LIFTS_CACHE": "off"},
     )
+
+
+SMALL = ["--layers", "2", "--features", "4", "--batch", "2", "--rounds", "1", "--format", "json"]
+
+
+def test_cli_tune_json():
+    r = tune_cli("--unrolls", "1,2", *SMALL)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["best"] is not None and len(out["results"]) >= 2
@@ -106,44 +97,10 @@ def test_cli_tune_takes_a_users_block(tmp_path):
         "    def __call__(self, x, _):\n"
         "        return x + nn.Dense(self.features)(nn.relu(nn.Dense(self.hidden)(x))), None\n"
     )
-    args = [
-        "tune",
-        "--block",
-        "myblocks:Wide",
-        "--field",
-        "hidden=5",
-        "--layers",
-        "2",
-        "--features",
-        "4",
-        "--batch",
-        "2",
-        "--unrolls",
-        "1",
-        "--remats",
-        "none",
-        "--dots",
-        "default",
-        "--rounds",
-        "1",
-        "--format",
-        "json",
-    ]
-    env = {**os.environ, "COMPOSED_LIFTS_CACHE": "off"}
-    r = subprocess.run(
-        [sys.executable, "-m", "composed_lifts", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-    )
+    block = ["--block", "myblocks:Wide"]
+    only = ["--unrolls", "1", "--remats", "none", "--dots", "default"]
+    r = tune_cli(*block, "--field", "hidden=5", *only, *SMALL, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["best"]["unroll"] == 1
-    bad = subprocess.run(
-        [sys.executable, "-m", "composed_lifts", *args[:3], "--field", "nope=1"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-    )
+    bad = tune_cli(*block, "--field", "nope=1", cwd=tmp_path)
     assert bad.returncode == 2 and "has no such field" in bad.stderr

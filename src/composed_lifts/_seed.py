@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 
@@ -45,4 +47,10 @@ def seed_model(num_layers: int, features: int) -> nn.Module:
     Its params are ``{'params': {'Dense_0': {'kernel': (N, F, F), 'bias': (N, F)}}}``.
     Call it as ``model.apply(params, x_batch, None)``; it returns ``(final, None)``.
     """
-    return linen_stack(Block, StackOptions(num_layers=num_layers))(features=features)
+    return _seed_stack(num_layers)(features=features)
+
+
+@functools.cache
+def _seed_stack(num_layers: int) -> type[nn.Module]:
+    """The lifted class, built once per N (every trace of the forward reuses it)."""
+    return linen_stack(Block, StackOptions(num_layers=num_layers))

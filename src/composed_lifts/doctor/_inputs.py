@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_block_step
+from .._checks import check_block_step, check_same_batch
 from .._errors import ArgumentTypeError, BatchSizeError
 from .._options import BatchMode, StackOptions
 from ._spec import Composition
@@ -89,22 +89,14 @@ def as_carry(carry, composition: Composition):
             f"carry must hold at least one array, got {carry!r}; e.g. carry=(4, 8) for a "
             f"batch of 4 examples of width 8"
         )
-    sizes = {}
     for path, leaf in leaves:
-        name = "carry" + jax.tree_util.keystr(path)
         if len(leaf.shape) == 0 or leaf.shape[0] < 1:
             raise BatchSizeError(
-                f"{name} has shape {leaf.shape}; the doctor needs the batch on axis 0 with at "
-                f"least one example, e.g. carry=(4, 8)"
+                f"carry{jax.tree_util.keystr(path)} has shape {leaf.shape}; the doctor needs the "
+                f"batch on axis 0 with at least one example, e.g. carry=(4, 8)"
             )
-        sizes.setdefault(leaf.shape[0], name)
-    if len(sizes) > 1:
-        seen = ", ".join(f"{name} has {size}" for size, name in sizes.items())
-        raise BatchSizeError(
-            f"the batch axis (axis 0) must have one size in every carry leaf: {seen}; give every "
-            f"leaf the same number of examples"
-        )
-    return abstract, next(iter(sizes))
+    check_same_batch(abstract, None, StackOptions(num_layers=1))
+    return abstract, leaves[0][1].shape[0]
 
 
 def with_batch(carry, batch: int):
