@@ -27,6 +27,12 @@ __all__ = [
     "SeedRangeError",
     "UnsplitRngError",
     "WidthMismatchError",
+    # the command line and files (issue 12)
+    "CacheFolderError",
+    "MemoryEstimateError",
+    "NonFiniteResultError",
+    "OutputFileError",
+    "ReadOnlyFileError",
 ]
 
 
@@ -146,3 +152,52 @@ class LayoutMismatchError(ComposedLiftsError, ValueError):
 
 class UnsplitRngError(ComposedLiftsError, ValueError):
     """An NNX block keeps an RNG stream that was not split per layer (it keeps the ``rngs`` it got)."""
+
+
+# --- the command line and files (issue 12) ---
+
+
+class OutputFileError(ComposedLiftsError, OSError):
+    """An output location that cannot be written: its folder is missing or not writable, it is a
+    folder, its name is too long, or its suffix names no format we write.
+
+    Checked before any work starts; pick another path or create the folder.
+    """
+
+
+class ReadOnlyFileError(ComposedLiftsError, PermissionError):
+    """The output file exists and is read-only: we refuse to replace it.
+
+    Make it writable (``chmod u+w FILE``) or write elsewhere.
+    """
+
+
+class MemoryEstimateError(ComposedLiftsError, MemoryError):
+    """A run would need more memory than the machine has available.
+
+    Reduce ``--batch``, ``--features`` or ``--layers`` (or the input), or pass
+    ``--force`` to try anyway.
+    """
+
+    def __init__(self, what: str, need: int, available: int, flags: str):
+        super().__init__(
+            f"{what} needs about {need / 1e9:.3g} GB of memory but {available / 1e9:.3g} GB is "
+            f"available; reduce {flags}, or pass --force to try anyway"
+        )
+
+
+class NonFiniteResultError(ComposedLiftsError, ValueError):
+    """A finite input gave NaN or infinity (a value overflowed float32 inside the stack).
+
+    The result is not printed or written; scale the input down, or pass
+    ``--allow-nonfinite`` to write it with NaN and infinities as JSON strings.
+    """
+
+
+class CacheFolderError(ComposedLiftsError, PermissionError):
+    """The compilation cache folder is not the user's own: another user owns it or may write it.
+
+    Anyone who can write the cache can make JAX load a program of their choosing.
+    ``chmod 700`` the folder, choose another with ``COMPOSED_LIFTS_CACHE``, or
+    set ``COMPOSED_LIFTS_CACHE=off``.
+    """

@@ -1,60 +1,172 @@
 """Reading arrays from files and writing files atomically.
 
 Writes go to a temporary file in the destination's folder, are flushed to
-disk, then renamed over the destination (``os.replace``): a reader sees the
-old file or the new one, never half of one, and a failed write leaves what
-was on disk untouched.
+disk (file and folder), then renamed over the destination (``os.replace``): a
+reader sees the old file or the new one, never half of one, and a failed or
+interrupted write leaves what was on disk untouched. The new file keeps the
+old one's permissions; a read-only file is refused; a symbolic link is
+written through (the link stays, its target is replaced).
+
+Reads check what they can before reading the data: the suffix, that the path
+is a regular file, a ``.npy`` header against the file's size, and the size of
+JSON text against the memory its parsing takes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
+import signal
+import stat
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
-from ._errors import InputFileError
+from ._errors import InputFileError, MemoryEstimateError, OutputFileError, ReadOnlyFileError
 
-__all__ = ["atomic_writer", "read_array", "write_array"]
+__all__ = [
+    "JSON_MEMORY_FACTOR",
+    "atomic_writer",
+    "check_output_path",
+    "check_writable",
+    "read_array",
+    "write_array",
+    "write_json_values",
+]
 
 ARRAY_SUFFIXES = (".npy", ".json")
+# Parsing JSON numbers into Python lists takes up to ~24 bytes of memory per byte of text
+# (a 2-byte "0," becomes a list slot and a float, then a float64 array element).
+JSON_MEMORY_FACTOR = 24
+_CAUGHT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
+_TMP_RE = re.compile(r"\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+_CHUNK = 1 << 16  # values formatted at a time when writing JSON
 
 
-def _suffix(path: str, what: str) -> str:
+def _suffix(path: str, what: str, error: type[Exception], also: str = "") -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in ARRAY_SUFFIXES:
-        raise InputFileError(
-            f"{what} {path!r} has suffix {suffix or '(none)'!r}; expected one of "
-            f"{', '.join(ARRAY_SUFFIXES)} (or '-' for JSON on standard input)"
+        raise error(
+            f"{what} {str(path)!r} has suffix {suffix or '(none)'!r}; expected one of "
+            f"{', '.join(ARRAY_SUFFIXES)}{also}"
         )
     return suffix
 
 
-def read_array(path: str, stdin: IO[str] | None = None) -> np.ndarray:
-    """Read a ``.npy`` file, a ``.json`` file (a list of lists), or ``-`` (JSON on standard input)."""
+def _kind(st: os.stat_result) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(st.st_mode):
+            return name
+    return "not a regular file"
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def read_array(
+    path: str,
+    stdin: IO[str] | None = None,
+    *,
+    on_header: Callable[[tuple[int, ...], np.dtype], None] | None = None,
+    max_memory: int | None = None,
+    flag: str = "input file",
+) -> np.ndarray:
+    """Read a ``.npy`` file, a ``.json`` file (a list of lists), or ``-`` (JSON on standard input).
+
+    ``on_header(shape, dtype)`` is called with a ``.npy`` file's header before its data is read
+    (raise there to refuse it). JSON text longer than ``max_memory / JSON_MEMORY_FACTOR``
+    bytes is refused before it is parsed.
+    """
+    limit = None if max_memory is None else max(max_memory // JSON_MEMORY_FACTOR, 1)
     if path == "-":
         stream = sys.stdin if stdin is None else stdin
-        return _from_json(stream.read(), "standard input")
-    suffix = _suffix(path, "input file")
-    if not os.path.isfile(path):
-        raise InputFileError(f"input file {path!r} does not exist (or is not a file)")
+        if stream is None:
+            raise InputFileError(f"{flag} '-': standard input is closed")
+        text = stream.read() if limit is None else stream.read(limit + 1)
+        _check_json_size(len(text), limit, max_memory, f"{flag} '-' (standard input)")
+        return _from_json(text, f"{flag} '-' (standard input)")
+    suffix = _suffix(path, flag, InputFileError, " (or - for JSON on standard input)")
+    where = f"{flag} {path!r}"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputFileError(f"{where} does not exist") from None
+    except OSError as err:
+        raise InputFileError(f"{where} cannot be opened: {err.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        hint = "; pipe JSON to --input - instead" if stat.S_ISFIFO(st.st_mode) else ""
+        raise InputFileError(f"{where} is {_kind(st)}, not a regular file{hint}")
     try:
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+            return _read_npy(path, where, st.st_size, on_header)
+        _check_json_size(st.st_size, limit, max_memory, where)
         with open(path, encoding="utf-8") as f:
-            return _from_json(f.read(), f"input file {path!r}")
-    except InputFileError:
+            return _from_json(f.read(), where)
+    except (InputFileError, MemoryEstimateError):
         raise
     except (OSError, ValueError, EOFError, UnicodeDecodeError) as err:
         raise InputFileError(
-            f"input file {path!r} could not be read as {suffix}: {err}; is it corrupted or "
-            f"of another format?"
+            f"{where} could not be read as {suffix}: {err}; is it corrupted or of another format?"
         ) from None
+
+
+def _check_json_size(size: int, limit: int | None, max_memory: int | None, where: str) -> None:
+    if limit is not None and size > limit:
+        raise MemoryEstimateError(
+            f"parsing {where} ({size / 1e6:.3g} MB or more of JSON)",
+            size * JSON_MEMORY_FACTOR,
+            max_memory,
+            "the input (save it as .npy, which is read without parsing)",
+        )
+
+
+def _read_npy(path: str, where: str, size: int, on_header) -> np.ndarray:
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        head = f.read(6)
+        f.seek(0)
+        if head.startswith(b"PK\x03\x04"):
+            raise InputFileError(
+                f"{where} is a zip archive (an .npz?), not an .npy array; save the one array "
+                f"you mean with numpy.save"
+            )
+        major, _ = fmt.read_magic(f)
+        if major == 1:
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        else:
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        if dtype.hasobject:
+            raise InputFileError(
+                f"{where} holds Python objects (dtype {dtype}), which we never unpickle; save an "
+                f"array of numbers"
+            )
+        need = math.prod(shape) * dtype.itemsize
+        have = size - f.tell()
+        if have != need:
+            raise InputFileError(
+                f"{where} is {'truncated' if have < need else 'longer than its header says'}: "
+                f"the header says shape {shape} of {dtype} ({need:,} bytes of data) but "
+                f"{have:,} bytes follow it; is it corrupted?"
+            )
+        if on_header is not None:
+            on_header(tuple(shape), dtype)
+        return fmt.read_array(f, allow_pickle=False)
 
 
 def _from_json(text: str, where: str) -> np.ndarray:
@@ -62,47 +174,238 @@ def _from_json(text: str, where: str) -> np.ndarray:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputFileError(f"{where} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise InputFileError(
+            f"{where} is nested too deeply; expected a list of lists of numbers"
+        ) from None
     if not isinstance(data, list):
         raise InputFileError(
             f"{where} must hold a JSON list of lists of numbers, got a {type(data).__name__}"
         )
     try:
         return np.asarray(data)
-    except ValueError as err:
-        raise InputFileError(f"{where} is not a rectangular list of lists: {err}") from None
+    except (ValueError, RecursionError) as err:
+        raise InputFileError(
+            f"{where} is not a rectangular list of lists of numbers: {err}"
+        ) from None
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def check_writable(path: str | os.PathLike, flag: str = "output file") -> Path:
+    """Check, before any work, that ``path`` can be written atomically; return the file to replace.
+
+    A symbolic link resolves to its target. Raises :class:`OutputFileError` (missing or
+    unwritable folder, a folder or device at ``path``, a name too long) or
+    :class:`ReadOnlyFileError`.
+    """
+    shown = str(path)
+    target = Path(os.path.realpath(path))
+    folder = target.parent
+    if len(target.name.encode()) > _name_max(folder):
+        raise OutputFileError(
+            f"{flag} {shown!r}: the file name is {len(target.name.encode())} bytes long, more "
+            f"than the {_name_max(folder)} this file system allows; choose a shorter name"
+        )
+    try:
+        fst = os.stat(folder)
+    except FileNotFoundError:
+        raise OutputFileError(
+            f"{flag} {shown!r}: folder {str(folder)!r} does not exist; create it first"
+        ) from None
+    except OSError as err:
+        raise OutputFileError(f"{flag} {shown!r}: folder {str(folder)!r}: {err.strerror}") from None
+    if not stat.S_ISDIR(fst.st_mode):
+        raise OutputFileError(f"{flag} {shown!r}: {str(folder)!r} is {_kind(fst)}, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputFileError(
+            f"{flag} {shown!r}: folder {str(folder)!r} is not writable; choose another folder"
+        )
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return target
+    except OSError as err:
+        raise OutputFileError(f"{flag} {shown!r}: {err.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputFileError(f"{flag} {shown!r} is {_kind(st)}; give the path of a file to write")
+    if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
+        raise ReadOnlyFileError(
+            f"{flag} {shown!r} is read-only (mode {stat.filemode(st.st_mode)}); we do not "
+            f"replace it: make it writable (chmod u+w) or write elsewhere"
+        )
+    return target
+
+
+def _unlink(path: str | None) -> None:
+    if path:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _remove_leftovers(folder: Path, prefix: str) -> None:
+    """Remove temporary files of this target left by writers that no longer run."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _TMP_RE.search(entry.name)
+            if not (entry.name.startswith(prefix) and match):
+                continue
+            pid = int(match.group(1))
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                _unlink(entry.path)
+            except (PermissionError, OverflowError, OSError):
+                pass
+
+
+@contextlib.contextmanager
+def _removed_on_signal(tmp: list[str | None]):
+    """While active, SIGTERM/SIGINT/SIGHUP first remove ``tmp[0]``, then act as before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        _unlink(tmp[0])
+        tmp[0] = None
+        before = previous[signum]
+        if callable(before):
+            before(signum, frame)
+        else:  # the default action: terminate by this signal
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for sig in _CAUGHT_SIGNALS:
+        before = signal.getsignal(sig)
+        if before is signal.SIG_IGN:
+            continue
+        previous[sig] = before
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before if before is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary file beside ``path``; on success rename it over ``path``."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputFileError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
+    """Open a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
+
+    The new file keeps the old one's permission bits (and owner, where allowed); a new file
+    gets ``0o666 & ~umask``. A read-only ``path`` is refused, a symbolic link is written
+    through to its target, and the temporary file is removed on an exception or on SIGTERM,
+    SIGINT or SIGHUP (one left by a killed writer is removed by the next write).
+    """
+    target = check_writable(path)
+    folder = target.parent
+    stem = target.name.encode()[: max(_name_max(folder) - 40, 1)].decode(errors="ignore")
+    prefix = f".{stem}."
+    _remove_leftovers(folder, prefix)
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    tmp: list[str | None] = [None]
+    with _removed_on_signal(tmp):
+        try:
+            fd, tmp[0] = tempfile.mkstemp(
+                prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=folder
+            )
+        except OSError as err:
+            raise OutputFileError(
+                f"cannot write {str(path)!r} in folder {str(folder)!r}: {err.strerror}"
+            ) from None
+        try:
+            if st is None:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(fd, 0o666 & ~umask)
+            else:
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+                    with contextlib.suppress(OSError):
+                        os.fchown(fd, st.st_uid, st.st_gid)
+            with os.fdopen(fd, mode) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp[0], target)
+            tmp[0] = None
+        finally:
+            _unlink(tmp[0])
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json_values(f: IO[str], array) -> None:
+    """Write ``array`` as nested JSON lists, a chunk of values at a time (no list of it all).
+
+    Strict JSON: NaN, infinity and minus infinity are written as the strings ``"NaN"``,
+    ``"Infinity"`` and ``"-Infinity"``. Floats are written as ``json.dumps`` writes them.
+    """
+    array = np.asarray(array)
+    if array.ndim == 0:
+        f.write(_json_numbers(array.reshape(1))[0])
+        return
+    if array.ndim > 1:
+        f.write("[")
+        for i, row in enumerate(array):
+            if i:
+                f.write(", ")
+            write_json_values(f, row)
+        f.write("]")
+        return
+    f.write("[")
+    for start in range(0, array.shape[0], _CHUNK):
+        if start:
+            f.write(", ")
+        f.write(", ".join(_json_numbers(array[start : start + _CHUNK])))
+    f.write("]")
+
+
+_NONFINITE = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
+
+
+def _json_numbers(chunk: np.ndarray) -> list[str]:
+    values = chunk.tolist()
+    if np.issubdtype(chunk.dtype, np.floating):
+        return [_NONFINITE.get(r, r) for r in map(float.__repr__, values)]
+    return [json.dumps(v) for v in values]
+
+
+def check_output_path(path: str, flag: str = "output file") -> Path:
+    """Check before any work that ``write_array`` can write ``path``: a known suffix, a writable place."""
+    _suffix(path, flag, OutputFileError)
+    return check_writable(path, flag)
 
 
 def write_array(path: str, array) -> None:
-    """Write ``array`` to ``.npy`` or ``.json`` (a nested list), atomically."""
-    suffix = _suffix(path, "output file")
+    """Write ``array`` to ``.npy`` or ``.json`` (nested lists, strict JSON), atomically."""
+    suffix = _suffix(path, "output file", OutputFileError)
     array = np.asarray(array)
     if suffix == ".npy":
         with atomic_writer(path, "wb") as f:
             np.save(f, array, allow_pickle=False)
     else:
         with atomic_writer(path, "w") as f:
-            json.dump(array.tolist(), f)
+            write_json_values(f, array)
             f.write("\n")

@@ -1,22 +1,28 @@
 """The ``composed-lifts`` command line: a thin shell over the Python API.
 
-Each subcommand lives in its own module (``_run.py``, ...) and registers
-itself with :func:`main`'s parser. Bad input exits with status 2 and one line
-on standard error, without a traceback.
+Each subcommand lives in its own module (``_run.py``, ...) with a
+``register(commands)`` function that adds its parser and sets ``handler``;
+list the module in ``_COMMANDS``. :func:`main` is the one error boundary for
+all of them: bad input (our error classes, files, memory, a user's block)
+exits with status 2 and one line on standard error, any other failure with
+status 1, one line and a hint to rerun with ``--debug`` for the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import sys
 
 from .._errors import ComposedLiftsError
-from . import _inspect, _run, _tune
+from . import _blocks, _cache, _inspect, _run, _tune
 
 __all__ = ["main"]
 
 _COMMANDS = (_run, _inspect, _tune)
+_PROG = "composed-lifts"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,51 +32,121 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="composed-lifts",
+        prog=_PROG,
         description="Layer stacks scanned over depth and vmapped over a batch (JAX + Flax).",
     )
+    debug = "on an internal error, show the Python traceback instead of one line"
+    parser.add_argument("--debug", action="store_true", help=debug)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in _COMMANDS:
         command.register(commands)
+    for sub in commands.choices.values():  # every subcommand, present and future, takes --debug
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     return parser
 
 
-CACHE_ENV = "COMPOSED_LIFTS_CACHE"
-
-
-def enable_compilation_cache() -> str | None:
-    """Turn on JAX's persistent compilation cache for the command line.
-
-    The folder is ``$COMPOSED_LIFTS_CACHE``, else ``~/.cache/composed-lifts/jax``;
-    ``COMPOSED_LIFTS_CACHE=off`` turns it off. A second ``composed-lifts run`` with
-    the same shapes then loads the compiled program instead of compiling it (the
-    results are the same bits: the same program runs). Returns the folder used.
-    """
-    folder = os.environ.get(CACHE_ENV)
-    if folder is None:
-        folder = os.path.join(os.path.expanduser("~"), ".cache", "composed-lifts", "jax")
-    if folder.strip().lower() in ("", "off", "0", "none"):
-        return None
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return folder
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    enable_compilation_cache()
+    """Run the command line; return the exit status (0 ok, 1 internal error, 2 bad input)."""
     try:
-        return int(args.handler(args) or 0)
-    except ComposedLiftsError as err:
-        print(f"composed-lifts {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # e.g. piped into `head`
-        sys.stderr.close()
-        return 0
-    except KeyboardInterrupt:
-        print(f"composed-lifts {args.command}: interrupted", file=sys.stderr)
-        return 130
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error argparse has printed in one line
+        return done.code if isinstance(done.code, int) else 2
+    name = f"{_PROG} {args.command}"
+    try:
+        return _run_command(args)
+    except SystemExit:
+        raise
+    except BaseException as err:
+        if args.debug and not isinstance(err, KeyboardInterrupt):
+            raise
+        status, message = _classify(err)
+        _settle_stdout()
+        if message:
+            _say(f"{name}: {message}")
+        return status
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    if sys.stdout is None or sys.stdout.closed:
+        raise _ClosedOutput()
+    folder = _cache.cache_folder()
+    verified = None
+    if folder is not None:
+        verified = _cache.open_cache(folder)
+        _cache.enable(folder)
+    try:
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()
+        return status
+    finally:
+        if verified is not None:
+            _cache.seal_cache(folder, verified)
+
+
+class _ClosedOutput(ComposedLiftsError, OSError):
+    def __init__(self):
+        super().__init__(
+            "error: standard output is closed; redirect it (>/dev/null to discard the report)"
+        )
+
+
+def _one_line(text: str, limit: int = 600) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return _one_line(lines[0] if lines else "", 300)
+
+
+def _classify(err: BaseException) -> tuple[int, str]:
+    """The exit status and the one line for a failure."""
+    if isinstance(err, KeyboardInterrupt):
+        return 130, "interrupted"
+    if isinstance(err, BrokenPipeError):  # the reader went away (`| head`): stop quietly
+        return 0, ""
+    if isinstance(err, _ClosedOutput):
+        return 2, _one_line(err)
+    if isinstance(err, ComposedLiftsError):
+        return 2, "error: " + _one_line(err)
+    blamed = _blocks.blame(err)
+    if blamed:
+        return 2, "error: " + _one_line(blamed)
+    kind = type(err).__name__
+    if isinstance(err, MemoryError) or (
+        kind in ("XlaRuntimeError", "JaxRuntimeError")
+        and ("RESOURCE_EXHAUSTED" in str(err) or "out of memory" in str(err).lower())
+    ):
+        return 2, (
+            f"error: ran out of memory ({kind}: {_first_line(err) or 'no message'}); ask for "
+            f"smaller sizes (--batch, --features, --layers)"
+        )
+    if isinstance(err, OSError):
+        where = f" {err.filename!r}" if err.filename else " the output"
+        if err.filename is None and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            where = " standard output or a file"
+        return 2, f"error: cannot read or write{where}: {err.strerror or _first_line(err)}"
+    return 1, (
+        f"internal error: {kind}: {_first_line(err)}; rerun with --debug for the traceback "
+        f"and report it"
+    )
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(Exception):
+        print(line, file=sys.stderr, flush=True)
+
+
+def _settle_stdout() -> None:
+    """If standard output fails, point it at /dev/null so that exiting flushes quietly."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        return
+    except OSError:
+        pass
+    with contextlib.suppress(Exception):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -10,20 +10,36 @@ import ast
 import importlib
 import os
 import sys
+import traceback
 
 import flax.linen as nn
 
 from .._errors import ArgumentTypeError, BlockImportError
 
-__all__ = ["block_fields", "load_block"]
+__all__ = ["blame", "block_fields", "load_block"]
+
+_LOADED: dict[str, str] = {}  # source file of each module loaded by --block -> the --block text
+
+
+def _where(err: BaseException) -> str:
+    frames = traceback.extract_tb(err.__traceback__)
+    if isinstance(err, SyntaxError) and err.filename:
+        return f" ({err.filename}:{err.lineno})"
+    return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def load_block(text: str) -> type[nn.Module]:
     """Import ``module:Class`` (the current folder is importable, as with ``python -m``)."""
-    module_name, sep, class_name = text.partition(":")
+    module_name, sep, class_name = text.rpartition(":")
     if not sep or not module_name or not class_name:
         raise BlockImportError(
             f"--block must be MODULE:CLASS, e.g. mypkg.blocks:Residual, got {text!r}"
+        )
+    if "/" in module_name or os.sep in module_name or module_name.endswith(".py"):
+        raise BlockImportError(
+            f"--block {text!r}: {module_name!r} is a path; --block takes a module name: run "
+            f"from the folder that holds the file (or put it on PYTHONPATH) and pass "
+            f"{os.path.splitext(os.path.basename(module_name))[0]}:{class_name}"
         )
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -34,6 +50,13 @@ def load_block(text: str) -> type[nn.Module]:
             f"--block {text!r}: cannot import module {module_name!r} ({err}); run from the "
             f"folder that holds it or put it on PYTHONPATH"
         ) from None
+    except Exception as err:  # a syntax error in it, or an exception at import
+        raise BlockImportError(
+            f"--block {text!r}: importing module {module_name!r} raised "
+            f"{type(err).__name__}: {err}{_where(err)}"
+        ) from None
+    if getattr(module, "__file__", None):
+        _LOADED[os.path.realpath(module.__file__)] = text
     cls = getattr(module, class_name, None)
     if cls is None:
         raise BlockImportError(
@@ -61,6 +84,11 @@ def block_fields(cls: type[nn.Module], args: argparse.Namespace) -> dict:
         except (ValueError, SyntaxError):
             fields[name] = value
     names = {f for f in getattr(cls, "__dataclass_fields__", {})}
+    if "features" in fields and "features" in names:
+        raise ArgumentTypeError(
+            f"--field features={fields['features']!r}: give features with --features, "
+            f"e.g. --features 16"
+        )
     if "features" in names:
         fields.setdefault("features", args.features)
     unknown = sorted(set(fields) - names)
@@ -70,3 +98,21 @@ def block_fields(cls: type[nn.Module], args: argparse.Namespace) -> dict:
             f"{sorted(names - {'parent', 'name'})}"
         )
     return fields
+
+
+def blame(err: BaseException) -> str | None:
+    """If ``err`` was raised inside a module loaded by ``--block``, say so (else ``None``)."""
+    seen = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        for frame in reversed(traceback.extract_tb(e.__traceback__)):
+            text = _LOADED.get(os.path.realpath(frame.filename))
+            if text is not None:
+                return (
+                    f"--block {text}: your block raised {type(err).__name__}: "
+                    f"{str(err).strip().splitlines()[0] if str(err).strip() else ''} "
+                    f"({frame.filename}:{frame.lineno}); fix the block or its --field values"
+                )
+        e = e.__cause__ or e.__context__
+    return None

@@ -13,7 +13,8 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from .._errors import ArgumentRangeError, ArgumentTypeError
+from .._errors import ArgumentRangeError, ArgumentTypeError, OutputFileError
+from .._files import check_writable
 from .._options import BatchMode
 from .._seed import Block
 from ..doctor import Composition, LiftOrder, LiftParams, Severity, check, plot_layout
@@ -112,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("layers", "features", "batch"):
         if getattr(args, name) < 1:
             raise ArgumentRangeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.plot:
+        _check_plot_path(args.plot)
     width = args.features if args.width is None else args.width
     if width < 1:
         raise ArgumentRangeError(f"--width must be >= 1, got {width}")
@@ -153,3 +156,10 @@ def run(args: argparse.Namespace) -> int:
         if args.plot and report.layout is not None:
             console.print(f"wrote the layout picture to {args.plot}")
     return 1 if any(f.severity is Severity.ERROR for f in report.findings) else 0
+
+
+def _check_plot_path(path: str) -> None:
+    """Before any work: ``--plot`` names a ``.png`` file we can write."""
+    if not path.lower().endswith(".png"):
+        raise OutputFileError(f"--plot {path!r} must end in .png: the picture is a PNG file")
+    check_writable(path, "--plot")

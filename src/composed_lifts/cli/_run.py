@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from .._errors import ArgumentRangeError
-from .._files import read_array, write_array
-from .._forward import _apply_params, _init_params, check_forward_args
+from .._errors import (
+    InputShapeError,
+    NonFiniteInputError,
+    NonFiniteResultError,
+    WidthMismatchError,
+)
+from .._files import check_output_path, read_array, write_array, write_json_values
+from .._forward import _apply_params, _init_params
 from .._layout import param_layout
-from .._validate import check_seed
+from .._seed import Block
+from .._validate import as_float32_matrix, check_integer, check_seed
+from ._memory import available_bytes, check_memory
 
 DEFAULT_LAYERS = 4
 DEFAULT_FEATURES = 8
@@ -58,6 +67,16 @@ def register(commands) -> None:
         "--output", metavar="FILE", help="write the flattened (B*F,) result to .npy or .json"
     )
     p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format")
+    p.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help='print and write a result holding NaN or infinity (JSON: "NaN", "Infinity" strings)',
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run even when the memory estimate exceeds the memory available",
+    )
     p.set_defaults(handler=run)
 
 
@@ -72,32 +91,88 @@ def _timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
+def memory_needed(batch: int, features: int, layers: int, input_bytes: int = 0) -> int:
+    """Bytes a run needs, about: params and their random bits, carries, result, the input."""
+    params = layers * (features * features + features) * 4
+    return 2 * params + 6 * batch * features * 4 + input_bytes
+
+
+def _check_memory(args, batch: int, features: int, input_bytes: int) -> None:
+    check_memory(
+        memory_needed(batch, features, args.layers, input_bytes),
+        f"a run with B={batch}, F={features}, N={args.layers}",
+        "--batch, --features or --layers" if args.input is None else "the input or --layers",
+        force=args.force,
+    )
+
+
+def _check_input_shape(args, shape: tuple[int, ...]) -> None:
+    if len(shape) != 2:
+        raise InputShapeError(
+            f"--input {args.input!r} holds a {len(shape)}-D array of shape {shape}; expected "
+            f"2-D (batch, features), one row per example"
+        )
+    if args.features is None:
+        args.features = int(shape[1])
+    elif shape[1] != args.features:
+        raise WidthMismatchError(
+            f"--input {args.input!r} has {shape[1]} columns but --features is {args.features}; "
+            f"drop --features (it defaults to the input's width) or pass --features {shape[1]}"
+        )
+
+
+def _read_input(args) -> np.ndarray:
+    def on_header(shape, dtype):  # an .npy header, before its data is read
+        _check_input_shape(args, shape)
+        nbytes = math.prod(shape) * dtype.itemsize
+        _check_memory(args, shape[0], args.features, nbytes + shape[0] * shape[1] * 4)
+
+    budget = None if args.force else available_bytes()
+    x = read_array(args.input, on_header=on_header, max_memory=budget, flag="--input")
+    _check_input_shape(args, x.shape)
+    _check_memory(args, x.shape[0], args.features, x.nbytes + x.size * 4)
+    return x
+
+
+def _check_output(args) -> None:
+    if args.output:
+        check_output_path(args.output, "--output")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_seed(args.seed, "--seed")
+    check_integer("--layers", args.layers, minimum=0)
+    if args.features is not None:
+        check_integer("--features", args.features, minimum=1)
+    if args.batch is not None:
+        check_integer("--batch", args.batch, minimum=0)
+    _check_output(args)
     if args.input is not None:
-        x = read_array(args.input)
-        if x.ndim == 2 and args.features is None:
-            args.features = int(x.shape[1])
+        x = _read_input(args)
         source = "standard input" if args.input == "-" else args.input
+        name = "--input"
     else:
         batch = DEFAULT_BATCH if args.batch is None else args.batch
-        if batch < 0:
-            raise ArgumentRangeError(f"--batch must be >= 0, got {batch}")
         if args.features is None:
             args.features = DEFAULT_FEATURES
-        if args.features < 1:
-            raise ArgumentRangeError(f"--features must be >= 1, got {args.features}")
-        check_seed(args.seed, "--seed")
+        _check_memory(args, batch, args.features, batch * args.features * 12)
         x = default_example(args.seed, batch, args.features)
         source = f"default example: default_rng({args.seed}).standard_normal({x.shape})"
-    if args.features is None:
-        args.features = DEFAULT_FEATURES
-    seed_u32, x32, layers, features = check_forward_args(args.seed, x, args.layers, args.features)
+        name = "the default example"
+    x32 = as_float32_matrix(
+        x, name, width=args.features, width_name="--features", check_finite=False
+    )
+    _check_finite_input(np.asarray(x32), name)
+    seed_u32, layers, features = np.uint32(args.seed), args.layers, args.features
     static = {"num_layers": layers, "features": features}
     variables, t_init = _timed(_init_params, seed_u32, x32, **static)
     result, t_apply = _timed(_apply_params, variables, x32, **static)
+    host = np.asarray(result)
+    if not np.isfinite(host).all() and not args.allow_nonfinite:
+        raise NonFiniteResultError(_nonfinite_message(host, variables, x32, features))
     layout = param_layout(variables, leading_axes=("layer",))
     if args.output:
-        write_array(args.output, np.asarray(result))
+        write_array(args.output, host)
     report = {
         "seed": args.seed,
         "num_layers": layers,
@@ -105,17 +180,52 @@ def run(args: argparse.Namespace) -> int:
         "batch": int(x32.shape[0]),
         "input": source,
         "shape": list(result.shape),
-        "result": np.asarray(result).tolist(),
         "params": [leaf.as_dict() for leaf in layout],
         "timings_s": {"init": t_init, "apply": t_apply},
         "output": args.output,
     }
     if args.format == "json":
-        json.dump(report, sys.stdout)
-        sys.stdout.write("\n")
+        head = json.dumps(report)
+        sys.stdout.write(head[:-1] + ', "result": ')
+        write_json_values(sys.stdout, host)  # a chunk at a time: no Python list of it all
+        sys.stdout.write("}\n")
     else:
-        _print_text(report, np.asarray(result).reshape(x32.shape), layout)
+        _print_text(report, host.reshape(x32.shape), layout)
     return 0
+
+
+def _check_finite_input(x: np.ndarray, name: str) -> None:
+    if not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))
+        first = tuple(int(i) for i in bad[0])
+        raise NonFiniteInputError(
+            f"{name} holds {len(bad)} NaN or infinite value(s) as float32, first at index "
+            f"{first} ({x[first]}); values beyond float32's range (about 3.4e38) become inf; "
+            f"clean the input"
+        )
+
+
+def _nonfinite_message(host: np.ndarray, variables, x32, features: int) -> str:
+    """Name the first layer whose output is not finite (one more compile, on failure only)."""
+    step = jax.jit(lambda p, h: Block(features=features).apply({"params": p}, h, None)[0])
+    layers = jax.tree_util.tree_leaves(variables)[0].shape[0]
+    h, first = x32, None
+    for i in range(layers):
+        h = step(jax.tree_util.tree_map(lambda a, i=i: a[i], variables["params"]), h)
+        if not bool(jnp.isfinite(h).all()):
+            first = i
+            break
+    where = (
+        f"layer {first} (of {layers}, counting from 0) is the first whose output is not finite"
+        if first is not None
+        else "each layer alone stays finite"
+    )
+    return (
+        f"the result holds {int((~np.isfinite(host)).sum())} NaN or infinite value(s) of "
+        f"{host.size}, from a finite input: {where} (float32 overflows above about 3.4e38); "
+        f"scale the input down, or pass --allow-nonfinite to print and write it anyway (JSON "
+        f'gets the strings "NaN", "Infinity", "-Infinity")'
+    )
 
 
 def _print_text(report: dict, matrix: np.ndarray, layout) -> None:

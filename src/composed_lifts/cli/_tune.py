@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from .._errors import ArgumentRangeError
 from ._blocks import block_fields, load_block
+from ._memory import check_memory
 
 _BLOCKS = ("seed", "mlp4x")
 
@@ -69,9 +71,69 @@ def register(commands) -> None:
         help="scratch memory budget in MB (default: no limit)",
     )
     p.add_argument("--forward-only", action="store_true", help="tune the forward, not a step")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run even when the memory estimate exceeds the memory available",
+    )
     p.add_argument("--rounds", type=int, default=5, help="timing rounds (default 5)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format")
     p.set_defaults(handler=tune)
+
+
+def _check_args(args: argparse.Namespace):
+    """Every flag checked, named as typed, before anything is built; returns (remats, budget, dots)."""
+    from .._options import Remat
+    from .._tune import DOT_BACKENDS
+
+    for name in ("layers", "features", "batch", "rounds"):
+        if getattr(args, name) < 1:
+            raise ArgumentRangeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.unrolls is not None:
+        if not args.unrolls:
+            raise ArgumentRangeError("--unrolls must name at least one factor, e.g. 1,2,4")
+        bad = [u for u in args.unrolls if u < 1]
+        if bad:
+            raise ArgumentRangeError(f"--unrolls must be >= 1, got {bad[0]}")
+    try:
+        remats = tuple(Remat(r.strip()) for r in args.remats.split(",") if r.strip())
+    except ValueError:
+        remats = ()
+    if not remats:
+        choices = ",".join(r.value for r in Remat)
+        raise ArgumentRangeError(f"--remats takes names from {choices}, got {args.remats!r}")
+    dots = None
+    if args.dots is not None:
+        dots = tuple(d.strip() for d in args.dots.split(",") if d.strip())
+        if not dots or any(d not in DOT_BACKENDS for d in dots):
+            raise ArgumentRangeError(
+                f"--dots takes names from {','.join(DOT_BACKENDS)}, got {args.dots!r}"
+            )
+    budget = None
+    if args.memory_budget_mb is not None:
+        mb = args.memory_budget_mb
+        if not (math.isfinite(mb) and 0 <= mb <= 1e12):
+            raise ArgumentRangeError(
+                f"--memory-budget-mb must be a number of MB in [0, 1e12], got {mb}"
+            )
+        budget = int(mb * 1e6)
+    return remats, budget, dots
+
+
+def _check_memory(block, fields, args) -> None:
+    """A lower bound of what tuning needs (params, gradients and a copy, one carry per layer)."""
+    import jax
+    import jax.numpy as jnp
+
+    from .._options import StackOptions
+    from .._stack_linen import linen_stack
+
+    model = linen_stack(block, StackOptions(num_layers=args.layers))(**fields)
+    carry = jax.ShapeDtypeStruct((args.batch, args.features), jnp.float32)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), carry)
+    params = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(shapes))
+    need = 3 * params + (args.layers + 4) * args.batch * args.features * 4
+    check_memory(need, "tuning this stack", "--batch, --features or --layers", force=args.force)
 
 
 def tune(args: argparse.Namespace) -> int:
@@ -79,33 +141,17 @@ def tune(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .._mlp_block import MLPBlock
-    from .._options import Remat, StackOptions
+    from .._options import StackOptions
     from .._seed import Block
     from .._tune import tune_stack
 
-    for name in ("layers", "features", "batch", "rounds"):
-        if getattr(args, name) < 1:
-            raise ArgumentRangeError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    try:
-        remats = tuple(Remat(r.strip()) for r in args.remats.split(",") if r.strip())
-    except ValueError:
-        choices = ",".join(r.value for r in Remat)
-        raise ArgumentRangeError(
-            f"--remats takes names from {choices}, got {args.remats!r}"
-        ) from None
-    budget = None
-    if args.memory_budget_mb is not None:
-        if args.memory_budget_mb < 0:
-            raise ArgumentRangeError(
-                f"--memory-budget-mb must be >= 0, got {args.memory_budget_mb}"
-            )
-        budget = int(args.memory_budget_mb * 1e6)
+    remats, budget, dots = _check_args(args)
     if args.block in _BLOCKS:
         block = Block if args.block == "seed" else MLPBlock
-        fields = {"features": args.features}
     else:
         block = load_block(args.block)
-        fields = block_fields(block, args)
+    fields = block_fields(block, args)
+    _check_memory(block, fields, args)
     x = jnp.asarray(
         np.random.default_rng(0).standard_normal((args.batch, args.features)), jnp.float32
     )
@@ -126,7 +172,7 @@ def tune(args: argparse.Namespace) -> int:
             unrolls=args.unrolls,
             remats=remats,
             memory_budget_bytes=budget,
-            dots=None if args.dots is None else tuple(d.strip() for d in args.dots.split(",")),
+            dots=dots,
             train=not args.forward_only,
             rounds=args.rounds,
             on_progress=(lambda msg: progress.update(msg)) if progress else None,
