@@ -166,6 +166,7 @@ def _read_npy(path: str, where: str, size: int, on_header) -> np.ndarray:
             )
         if on_header is not None:
             on_header(tuple(shape), dtype)
+        f.seek(0)
         return fmt.read_array(f, allow_pickle=False)
 
 

@@ -1,0 +1,50 @@
+"""Shared by the hostile-input tests: run the command line in process and check the one-line promise.
+
+``hostile`` fails with a message starting "LEAKED TRACEBACK" when an exception escapes
+``main`` or a traceback reaches standard error (counted in the issue's report).
+"""
+
+import os
+import traceback
+
+from composed_lifts.cli import main
+
+
+def call(capsys, *argv):
+    """``main(argv)`` in process: (status, stdout, stderr); an escaping exception becomes a failure."""
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as done:
+        status = done.code
+    except BaseException as err:  # noqa: BLE001 - what the boundary must never let through
+        out, errtext = capsys.readouterr()
+        trace = "".join(traceback.format_exception(err))[-1500:]
+        raise AssertionError(f"LEAKED TRACEBACK from {argv}: {trace}") from None
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def hostile(capsys, *argv, status=2, words=()):
+    """Run ``argv``; assert the exit status, exactly one line on stderr naming ``words``."""
+    got, out, err = call(capsys, *argv)
+    assert "Traceback" not in err, f"LEAKED TRACEBACK from {argv}: {err[-1500:]}"
+    lines = err.strip().splitlines()
+    assert got == status, (argv, got, err)
+    assert len(lines) == 1, (argv, err)
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0], out
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its bytes and mode: compare before and after a failure."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                files[path] = os.path.islink(path) and os.readlink(path)
+                continue
+            with open(path, "rb") as f:
+                files[path] = (f.read(), os.stat(path).st_mode)
+    return files
