@@ -1,13 +1,21 @@
 """Shared by the hostile-input tests: run the command line in process and check the one-line promise.
 
 ``hostile`` fails with a message starting "LEAKED TRACEBACK" when an exception escapes
-``main`` or a traceback reaches standard error (counted in the issue's report).
+``main`` or a traceback reaches standard error. With ``HOSTILE_LOG=FILE`` in the
+environment, ``call`` appends one line per input tried (``leaked`` or ``clean``, then the
+arguments): how the issue's count of leaked tracebacks was made.
 """
 
 import os
 import traceback
 
 from composed_lifts.cli import main
+
+
+def _log(leaked: bool, argv) -> None:
+    if os.environ.get("HOSTILE_LOG"):
+        with open(os.environ["HOSTILE_LOG"], "a") as f:
+            f.write(f"{'leaked' if leaked else 'clean'} {' '.join(map(str, argv))}\n")
 
 
 def call(capsys, *argv):
@@ -17,10 +25,12 @@ def call(capsys, *argv):
     except SystemExit as done:
         status = done.code
     except BaseException as err:  # noqa: BLE001 - what the boundary must never let through
-        out, errtext = capsys.readouterr()
+        capsys.readouterr()
+        _log(True, argv)
         trace = "".join(traceback.format_exception(err))[-1500:]
         raise AssertionError(f"LEAKED TRACEBACK from {argv}: {trace}") from None
     out, err = capsys.readouterr()
+    _log("Traceback" in err, argv)
     return status, out, err
 
 

@@ -10,10 +10,10 @@ import types
 
 import jax
 import pytest
-from hostile import call, hostile
 
 from composed_lifts import cli
 from composed_lifts.cli import _run
+from hostile import call, hostile
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +100,8 @@ def test_standard_output_full(tmp_path):
 
 def test_standard_output_closed(tmp_path):
     r = subprocess.run(
-        f"exec {sys.executable} -m composed_lifts run --layers 1 --output {tmp_path}/y.npy >&-",
+        f"exec {sys.executable} -m composed_lifts run --layers 1 --format json "
+        f"--output {tmp_path}/y.npy >&-",
         shell=True,
         executable="/bin/bash",
         stderr=subprocess.PIPE,

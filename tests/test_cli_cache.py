@@ -8,9 +8,9 @@ import sys
 import textwrap
 
 import pytest
-from hostile import hostile
 
 from composed_lifts.cli import _cache
+from hostile import hostile
 
 ARGS = [
     "run",

@@ -12,10 +12,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from hostile import call, hostile, snapshot
 
 from composed_lifts import composed_lifts_forward
 from composed_lifts.cli import _memory
+from hostile import call, hostile, snapshot
 
 SMALL = ["--layers", "2", "--features", "3"]
 
@@ -72,7 +72,9 @@ FLAGS = [
 ]
 
 
-@pytest.mark.parametrize("command, args, words", FLAGS, ids=lambda v: " ".join(map(str, v)))
+@pytest.mark.parametrize(
+    "command, args, words", FLAGS, ids=[" ".join([c, *a]) for c, a, _ in FLAGS]
+)
 def test_every_flag_out_of_range(capsys, tmp_path, monkeypatch, command, args, words):
     monkeypatch.chdir(tmp_path)
     before = snapshot(tmp_path)

@@ -104,7 +104,11 @@ def test_input_files(tmp_path, kind):
     "args,stdin,words",
     [
         (["--seed", "-1"], None, ["--seed must be in [0, 2**32 - 1]"]),
-        (["--features", "3", "--input", "-"], "[[1, 2], [3, 4]]", ["has 2 columns but --features is 3"]),
+        (
+            ["--features", "3", "--input", "-"],
+            "[[1, 2], [3, 4]]",
+            ["has 2 columns but --features is 3"],
+        ),
         (["--input", "-"], "[[1, 2], [3]]", ["rectangular"]),
         (["--input", "-"], "{not json", ["not valid JSON"]),
         (["--input", "-"], "[[1, NaN]]", ["NaN or infinite"]),
