@@ -69,6 +69,12 @@ FLAGS = [
     ("inspect", ["--plot", "out.txt"], ["--plot", ".png"]),
     ("inspect", ["--plot", "no/such/folder/p.png"], ["--plot", "does not exist"]),
     ("inspect", ["--block", "os:path"], ["not a Linen module class"]),
+    ("inspect", ["--features", "100000"], ["needs about", "--features"]),
+    (
+        "inspect",
+        ["--batch", "100000000", "--vmap-variable-axes", "0", "--vmap-split-rngs", "true"],
+        ["needs about", "--batch"],
+    ),
 ]
 
 
@@ -102,6 +108,7 @@ INPUTS = {
     "npy truncated": (_npy_bytes(np.ones((4, 3), np.float32))[:-5], ["truncated"]),
     "npy with trailing bytes": (_npy_bytes(np.ones((4, 3), np.float32)) + b"xx", ["longer"]),
     "npy of objects": ("objects", ["Python objects"]),
+    "npy without columns": (_npy_bytes(np.ones((2, 0), np.float32)), ["no columns"]),
     "npy 3-D": (_npy_bytes(np.ones((2, 2, 3), np.float32)), ["3-D", "expected 2-D"]),
     "npy wrong width": (_npy_bytes(np.ones((2, 5), np.float32)), ["5 columns", "--features 5"]),
     "npy of booleans": (_npy_bytes(np.ones((2, 3), bool)), ["real numbers"]),

@@ -30,7 +30,13 @@ from typing import IO
 
 import numpy as np
 
-from ._errors import InputFileError, MemoryEstimateError, OutputFileError, ReadOnlyFileError
+from ._errors import (
+    ComposedLiftsError,
+    InputFileError,
+    MemoryEstimateError,
+    OutputFileError,
+    ReadOnlyFileError,
+)
 
 __all__ = [
     "JSON_MEMORY_FACTOR",
@@ -118,9 +124,9 @@ def read_array(
         _check_json_size(st.st_size, limit, max_memory, where)
         with open(path, encoding="utf-8") as f:
             return _from_json(f.read(), where)
-    except (InputFileError, MemoryEstimateError):
+    except (ComposedLiftsError, MemoryError):
         raise
-    except (OSError, ValueError, EOFError, UnicodeDecodeError) as err:
+    except Exception as err:  # numpy's header parser raises SyntaxError, TokenError, ...
         raise InputFileError(
             f"{where} could not be read as {suffix}: {err}; is it corrupted or of another format?"
         ) from None

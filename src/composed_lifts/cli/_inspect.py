@@ -13,13 +13,14 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from .._errors import ArgumentRangeError, ArgumentTypeError, OutputFileError
+from .._errors import ArgumentRangeError, ArgumentTypeError, ComposedLiftsError, OutputFileError
 from .._files import check_writable
 from .._options import BatchMode
 from .._seed import Block
 from ..doctor import Composition, LiftOrder, LiftParams, Severity, check, plot_layout
 from ..doctor._report import render_text
 from ._blocks import block_fields, load_block
+from ._memory import check_memory, stack_param_bytes
 
 DEFAULT_LAYERS = 4
 DEFAULT_FEATURES = 8
@@ -106,6 +107,11 @@ def register(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the lift-order comparison input")
     p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format")
     p.add_argument("--plot", metavar="FILE.png", help="draw the param layout to a PNG file")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run even when the memory estimate exceeds the memory available",
+    )
     p.set_defaults(handler=run)
 
 
@@ -134,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         vmap=LiftParams(_AXES[args.vmap_variable_axes], _BOOLS[args.vmap_split_rngs]),
         intent=BatchMode(args.intent),
     )
+    _check_memory(cls, fields, args, width)
     carry = jax.ShapeDtypeStruct((args.batch, width), jnp.float32)
     report = check(block, composition, carry, seed=args.seed)
     if args.plot:
@@ -163,3 +170,16 @@ def _check_plot_path(path: str) -> None:
     if not path.lower().endswith(".png"):
         raise OutputFileError(f"--plot {path!r} must end in .png: the picture is a PNG file")
     check_writable(path, "--plot")
+
+
+def _check_memory(cls, fields, args, width: int) -> None:
+    """The doctor initialises both lift orders for real: refuse sizes the machine cannot hold."""
+    ensemble = args.vmap_variable_axes == "0"
+    try:
+        params = stack_param_bytes(cls, fields, args.layers, (args.batch, width), ensemble=ensemble)
+    except ComposedLiftsError:
+        return  # a composition that does not evaluate: the doctor explains it
+    need = 4 * params + 8 * args.layers * args.batch * width * 4
+    check_memory(
+        need, "checking this composition", "--batch, --features or --layers", force=args.force
+    )

@@ -64,3 +64,18 @@ def check_memory(need: int, what: str, flags: str, *, force: bool) -> None:
     available = available_bytes()
     if available is not None and need > available:
         raise MemoryEstimateError(what, need, available, flags)
+
+
+def stack_param_bytes(block, fields: dict, num_layers: int, carry_shape, *, ensemble=False) -> int:
+    """Bytes of the params of ``linen_stack(block)`` on a float32 carry, found abstractly."""
+    import jax
+    import jax.numpy as jnp
+
+    from .._options import BatchMode, StackOptions
+    from .._stack_linen import linen_stack
+
+    batch = BatchMode.ENSEMBLE if ensemble else BatchMode.SHARED
+    model = linen_stack(block, StackOptions(num_layers=num_layers, batch=batch))(**fields)
+    carry = jax.ShapeDtypeStruct(tuple(carry_shape), jnp.float32)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), carry)
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(shapes))

@@ -112,6 +112,10 @@ def _check_input_shape(args, shape: tuple[int, ...]) -> None:
             f"--input {args.input!r} holds a {len(shape)}-D array of shape {shape}; expected "
             f"2-D (batch, features), one row per example"
         )
+    if shape[1] < 1:
+        raise InputShapeError(
+            f"--input {args.input!r} has shape {shape}: no columns; give it one column per feature"
+        )
     if args.features is None:
         args.features = int(shape[1])
     elif shape[1] != args.features:

@@ -9,7 +9,7 @@ import sys
 
 from .._errors import ArgumentRangeError
 from ._blocks import block_fields, load_block
-from ._memory import check_memory
+from ._memory import check_memory, stack_param_bytes
 
 _BLOCKS = ("seed", "mlp4x")
 
@@ -122,16 +122,7 @@ def _check_args(args: argparse.Namespace):
 
 def _check_memory(block, fields, args) -> None:
     """A lower bound of what tuning needs (params, gradients and a copy, one carry per layer)."""
-    import jax
-    import jax.numpy as jnp
-
-    from .._options import StackOptions
-    from .._stack_linen import linen_stack
-
-    model = linen_stack(block, StackOptions(num_layers=args.layers))(**fields)
-    carry = jax.ShapeDtypeStruct((args.batch, args.features), jnp.float32)
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), carry)
-    params = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(shapes))
+    params = stack_param_bytes(block, fields, args.layers, (args.batch, args.features))
     need = 3 * params + (args.layers + 4) * args.batch * args.features * 4
     check_memory(need, "tuning this stack", "--batch, --features or --layers", force=args.force)
 
