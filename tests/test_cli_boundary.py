@@ -91,6 +91,16 @@ def _child(*args, **kwargs):
     )
 
 
+CLI = f"{sys.executable} -m composed_lifts"
+
+
+def _shell(command):
+    env = {**os.environ, "COMPOSED_LIFTS_CACHE": "off"}
+    return subprocess.run(
+        command, shell=True, executable="/bin/bash", stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
 def test_standard_output_full(tmp_path):
     with open("/dev/full", "w") as full:
         r = _child("run", "--layers", "1", "--format", "json", stdout=full)
@@ -99,28 +109,15 @@ def test_standard_output_full(tmp_path):
 
 
 def test_standard_output_closed(tmp_path):
-    r = subprocess.run(
-        f"exec {sys.executable} -m composed_lifts run --layers 1 --format json "
-        f"--output {tmp_path}/y.npy >&-",
-        shell=True,
-        executable="/bin/bash",
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COMPOSED_LIFTS_CACHE": "off"},
-    )
+    r = _shell(f"exec {CLI} run --layers 1 --format json --output {tmp_path}/y.npy >&-")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and "standard output is closed" in r.stderr, r.stderr
     assert os.listdir(tmp_path) == []  # refused before any work
 
 
 def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
-    r = subprocess.run(
-        f"{sys.executable} -m composed_lifts run --batch 2000 --features 64 --layers 1 "
-        f"--format json | head -c 10 >/dev/null; exit ${{PIPESTATUS[0]}}",
-        shell=True,
-        executable="/bin/bash",
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COMPOSED_LIFTS_CACHE": "off"},
+    r = _shell(
+        f"{CLI} run --batch 2000 --features 64 --layers 1 --format json | head -c 10 >/dev/null; "
+        "exit ${PIPESTATUS[0]}"
     )
     assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -172,6 +172,15 @@ def test_json_too_big_for_memory_is_refused_before_parsing(capsys, tmp_path, mon
     assert status == 0, err
 
 
+def test_memory_estimate_refuses_and_force_overrides(capsys, monkeypatch):
+    monkeypatch.setattr(_memory, "_meminfo_available", lambda: 100)
+    monkeypatch.setattr(_memory, "_cgroup_available", lambda: None)
+    for command in (["run"], ["tune"], ["inspect"]):
+        hostile(capsys, *command, *SMALL, words=["needs about", "but 1e-07 GB is available", "--force"])
+    status, out, err = call(capsys, "run", *SMALL, "--force")
+    assert status == 0 and err == "", err
+
+
 def test_input_naming_uses_the_flags(capsys, tmp_path):
     path = tmp_path / "x.json"
     path.write_text("[[1, 2], [3, 4]]")
@@ -300,32 +309,11 @@ def test_a_finite_input_that_overflows_is_refused_naming_the_layer(capsys, tmp_p
     assert not np.isfinite(want).all()  # the reference agrees the result is not finite
     out = tmp_path / "y.json"
     out.write_text("[1]\n")
-    line, stdout = hostile(
-        capsys,
-        "run",
-        "--input",
-        tmp_path / "x.npy",
-        "--layers",
-        "2",
-        "--output",
-        out,
-        words=["layer 0 (of 2", "--allow-nonfinite"],
-    )
+    args = ["run", "--input", tmp_path / "x.npy", "--layers", "2", "--output", out]
+    line, stdout = hostile(capsys, *args, words=["layer 0 (of 2", "--allow-nonfinite"])
     assert stdout == "" and out.read_text() == "[1]\n"
 
-    status, stdout, err = call(
-        capsys,
-        "run",
-        "--input",
-        tmp_path / "x.npy",
-        "--layers",
-        "2",
-        "--output",
-        out,
-        "--format",
-        "json",
-        "--allow-nonfinite",
-    )
+    status, stdout, err = call(capsys, *args, "--format", "json", "--allow-nonfinite")
     assert status == 0, err
 
     def strict(token):

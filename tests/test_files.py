@@ -163,6 +163,19 @@ def test_json_values_are_strict_json_and_exact(values):
         assert f.getvalue() == json.dumps(values.tolist())
 
 
+def test_json_values_are_written_without_a_list_of_the_whole_array(tmp_path):
+    import tracemalloc
+
+    values = np.linspace(-1, 1, 1_000_000, dtype=np.float32)  # a list of it: > 32 MB
+    with open(tmp_path / "y.json", "w") as f:
+        tracemalloc.start()
+        write_json_values(f, values)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 16e6, peak
+    assert json.loads((tmp_path / "y.json").read_text()) == values.tolist()
+
+
 CHILD = textwrap.dedent(
     """
     import sys, time, types
