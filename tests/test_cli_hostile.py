@@ -176,7 +176,9 @@ def test_memory_estimate_refuses_and_force_overrides(capsys, monkeypatch):
     monkeypatch.setattr(_memory, "_meminfo_available", lambda: 100)
     monkeypatch.setattr(_memory, "_cgroup_available", lambda: None)
     for command in (["run"], ["tune"], ["inspect"]):
-        hostile(capsys, *command, *SMALL, words=["needs about", "but 1e-07 GB is available", "--force"])
+        hostile(
+            capsys, *command, *SMALL, words=["needs about", "but 1e-07 GB is available", "--force"]
+        )
     status, out, err = call(capsys, "run", *SMALL, "--force")
     assert status == 0 and err == "", err
 
