@@ -8,7 +8,9 @@ was lost or changed.
 
 import json
 import os
+import re
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,6 +183,13 @@ def test_memory_estimate_refuses_and_force_overrides(capsys, monkeypatch):
         )
     status, out, err = call(capsys, "run", *SMALL, "--force")
     assert status == 0 and err == "", err
+
+
+def test_the_readmes_error_line_is_what_the_command_prints(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (shown,) = re.findall(r"\(`(composed-lifts run: error: [^`]+)`\)", readme)
+    line, _ = hostile(capsys, "run", "--layers", "-2")
+    assert line == shown
 
 
 def test_input_naming_uses_the_flags(capsys, tmp_path):

@@ -33,6 +33,7 @@ __all__ = [
     "NonFiniteResultError",
     "OutputFileError",
     "ReadOnlyFileError",
+    "StandardOutputError",
 ]
 
 
@@ -201,3 +202,15 @@ class CacheFolderError(ComposedLiftsError, PermissionError):
     ``chmod 700`` the folder, choose another with ``COMPOSED_LIFTS_CACHE``, or
     set ``COMPOSED_LIFTS_CACHE=off``.
     """
+
+
+class StandardOutputError(ComposedLiftsError, OSError):
+    """Standard output is closed, so the report would be lost: refused before any work.
+
+    Redirect it instead of closing it: ``>/dev/null`` to discard the report.
+    """
+
+    def __init__(self):
+        super().__init__(
+            "standard output is closed; redirect it instead (>/dev/null to discard the report)"
+        )

@@ -16,7 +16,7 @@ import errno
 import os
 import sys
 
-from .._errors import ComposedLiftsError
+from .._errors import ComposedLiftsError, StandardOutputError
 from . import _blocks, _cache, _inspect, _run, _tune
 
 __all__ = ["main"]
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     if sys.stdout is None or sys.stdout.closed:
-        raise _ClosedOutput()
+        raise StandardOutputError()
     folder = _cache.cache_folder()
     verified = None
     if folder is not None:
@@ -81,13 +81,6 @@ def _run_command(args: argparse.Namespace) -> int:
     finally:
         if verified is not None:
             _cache.seal_cache(folder, verified)
-
-
-class _ClosedOutput(ComposedLiftsError, OSError):
-    def __init__(self):
-        super().__init__(
-            "error: standard output is closed; redirect it (>/dev/null to discard the report)"
-        )
 
 
 def _one_line(text: str, limit: int = 600) -> str:
@@ -106,8 +99,6 @@ def _classify(err: BaseException) -> tuple[int, str]:
         return 130, "interrupted"
     if isinstance(err, BrokenPipeError):  # the reader went away (`| head`): stop quietly
         return 0, ""
-    if isinstance(err, _ClosedOutput):
-        return 2, _one_line(err)
     if isinstance(err, ComposedLiftsError):
         return 2, "error: " + _one_line(err)
     blamed = _blocks.blame(err)
