@@ -199,3 +199,11 @@ def test_text_keeps_brackets_in_messages():
     text = console.export_text()
     assert "WARNING lift-order-reversed: params[0] moved" in text
     assert "fix: index [layer, example]" in text and "carry float32[3, 2]" in text
+
+
+def test_residual_width_pitfall_is_a_finding_not_a_traceback(capsys):
+    status, out, err = inspect(
+        capsys, "--block", "doctor_blocks:Residual", "--features", "4", "--width", "5"
+    )
+    assert status == 1 and "Traceback" not in out + err
+    assert "ERROR width-mismatch:" in out and "x.shape[-1] is 5 but Residual(features=4)" in out
