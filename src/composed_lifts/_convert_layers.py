@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ._errors import ArgumentTypeError, LayoutMismatchError
-from ._validate import check_integer
+from ._arguments import check_integer
 
 __all__ = ["stack_params", "unstack_params"]
 

@@ -16,15 +16,18 @@ __all__ = [
     "CarryChangedError",
     "ComposedLiftsError",
     "ConfusedSplitError",
+    "EnsembleSizeError",
     "InputDtypeError",
     "InputFileError",
     "InputShapeError",
     "LayerInputsError",
     "LayoutMismatchError",
     "LayoutProbeError",
+    "MissingBatchAxisError",
     "MissingRngError",
     "NonFiniteInputError",
     "SeedRangeError",
+    "SharedCollectionError",
     "UnsplitRngError",
     "WidthMismatchError",
 ]
@@ -89,8 +92,42 @@ class InputFileError(ComposedLiftsError, ValueError):
 class CarryChangedError(ComposedLiftsError, ValueError):
     """A block returns a carry whose structure, shape or dtype differs from the carry it got.
 
-    A scan needs the carry to keep its type from layer to layer.
+    A scan needs the carry to keep its type from layer to layer. The usual cause
+    is the seed's width pitfall: ``Dense(features)`` on a carry whose width is
+    not ``features``. Make the block's output width equal to its input width, cast
+    the output back to the carry's dtype, or keep the carry's keys and nesting.
+
+    Attributes:
+      kind: ``"structure"``, ``"shape"`` or ``"dtype"``: what changed.
+      leaf: the carry leaf (``carry['h']``), or ``carry`` for a structure change.
+      before, after: the leaf's type before and after one layer (``float32[6]``),
+        or the two tree structures.
     """
+
+    FIXES = {
+        "shape": (
+            "make the block's output width equal to its input width (for a Dense layer, "
+            "features == x.shape[-1]), or project the input to that width before the stack"
+        ),
+        "dtype": "cast the block's output back to the carry's dtype (y.astype(carry.dtype))",
+        "structure": (
+            "return the carry with the same keys and nesting, and put other outputs in y"
+        ),
+    }
+
+    def __init__(self, kind: str, leaf: str, before: str, after: str):
+        self.kind, self.leaf, self.before, self.after = kind, leaf, before, after
+        if kind == "structure":
+            text = (
+                f"the block returns a carry with structure {after} but was given {before}; a "
+                f"scan needs the carry to keep its structure from layer to layer"
+            )
+        else:
+            text = (
+                f"the block changes {leaf} from {before} to {after} across one layer (per "
+                f"example); a scan needs the carry to keep its {kind} from layer to layer"
+            )
+        super().__init__(f"{text}: {self.FIXES[kind]}")
 
 
 class BlockOutputError(ComposedLiftsError, TypeError):
@@ -146,3 +183,70 @@ class LayoutMismatchError(ComposedLiftsError, ValueError):
 
 class UnsplitRngError(ComposedLiftsError, ValueError):
     """An NNX block keeps an RNG stream that was not split per layer (it keeps the ``rngs`` it got)."""
+
+
+class MissingBatchAxisError(ComposedLiftsError, ValueError):
+    """A batched stack was given a carry leaf without a batch axis.
+
+    The stack's vmap maps axis 0 of every carry leaf over the examples, so a
+    leaf of shape ``(F,)`` makes each example's carry a scalar, and a scalar
+    carry cannot be mapped at all. Give the carry a leading batch axis
+    (``x[None]`` for one example), or build the stack with
+    ``StackOptions(batch=BatchMode.NONE)`` to map one example without a vmap.
+    """
+
+    def __init__(self, leaf: str, shape: tuple[int, ...], cause: str | None = None):
+        self.leaf, self.shape, self.cause = leaf, tuple(shape), cause
+        seen = (
+            "is a scalar, which the vmap cannot map"
+            if not shape
+            else f"has shape {tuple(shape)}, so each example's carry is a scalar"
+            + (f" and the block fails on it ({cause})" if cause else "")
+        )
+        super().__init__(
+            f"{leaf} {seen}: the stack is batched and maps axis 0 of every carry leaf over "
+            f"the examples; give it a leading batch axis ({leaf.split('[')[0]}[None] for one "
+            f"example, e.g. x[None]), or use StackOptions(batch=BatchMode.NONE)"
+        )
+
+
+class SharedCollectionError(ComposedLiftsError, ValueError):
+    """The block updates a collection that the stack shares across the batch, per example.
+
+    ``linen_stack`` shares ``batch_stats`` across the batch (one set of running
+    statistics for the stack). ``nn.BatchNorm()`` without ``axis_name`` updates
+    them from each example alone, so every example computes a different update
+    of one shared value, and JAX fails deep inside the vmap. Reduce across the
+    batch with ``nn.BatchNorm(axis_name=options.batch_axis_name)``, or keep one
+    copy per example: ``StackOptions(collection_axes={"batch_stats": 0})``.
+    """
+
+    def __init__(self, collections: list[str], axis_name: str):
+        self.collections, self.axis_name = list(collections), axis_name
+        names = ", ".join(repr(c) for c in collections)
+        first = collections[0]
+        super().__init__(
+            f"the block updates the collection(s) {names} per example, but the stack shares "
+            f"them across the batch (the vmap's variable_axes {{{first!r}: None}}), so the "
+            f"examples' updates have nowhere to go; reduce across the batch inside the block "
+            f"(nn.BatchNorm(axis_name={axis_name!r}), or jax.lax.pmean(..., {axis_name!r})), or "
+            f"keep one copy per example with StackOptions(collection_axes={{{first!r}: 0}})"
+        )
+
+
+class EnsembleSizeError(ComposedLiftsError, ValueError):
+    """An ensemble stack applied to a batch whose size differs from its number of members.
+
+    An ensemble holds one stack per example (params ``(B, N, ...)``), so it maps
+    example ``b`` to member ``b``; a batch of another size has no member for
+    some example (or a member without an example). Give one example per member,
+    or initialise the ensemble with the batch size you will apply it to.
+    """
+
+    def __init__(self, members: int, batch: int):
+        self.members, self.batch = members, batch
+        super().__init__(
+            f"this ensemble has {members} members (one stack per example), but the carry has "
+            f"batch {batch}; give one example per member, or initialise the ensemble with a "
+            f"batch of {batch}"
+        )

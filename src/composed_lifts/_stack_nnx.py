@@ -16,10 +16,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._checks import check_block_step, check_layer_inputs, check_same_batch
-from ._errors import ArgumentRangeError, ArgumentTypeError, UnsplitRngError
-from ._options import BatchMode, LayerInputs, Remat, StackOptions
-from ._validate import check_integer
+from ._arguments import check_integer
+from ._block_probe import check_block_step, check_layer_inputs, check_same_batch
+from ._errors import ArgumentTypeError, EnsembleSizeError, UnsplitRngError
+from ._lifts import stack_lifts
+from ._options import BatchMode, Remat, StackOptions, require_options
 
 __all__ = ["NNXSplitApply", "NNXStack", "nnx_split_apply", "nnx_stack"]
 
@@ -41,10 +42,17 @@ class NNXStack(nnx.Module):
 
     def __call__(self, carry, xs=None):
         options = self.options
-        check_same_batch(carry, xs, options)
-        check_layer_inputs(xs, options)
-        self._check_step(carry, xs)
+        lifts = stack_lifts(options)
+        xs_per_example = lifts.xs_axis() == 0
         num_layers = options.num_layers
+        check_same_batch(carry, xs, batched=lifts.batched, xs_per_example=xs_per_example)
+        check_layer_inputs(xs, num_layers=num_layers, xs_per_example=xs_per_example)
+        batch = jax.tree_util.tree_leaves(carry)[0].shape[0] if lifts.batched else None
+        if options.batch is BatchMode.ENSEMBLE and batch != self.batch_size:
+            raise EnsembleSizeError(self.batch_size, batch)
+        if num_layers == 0:  # the identity, as linen_stack gives it
+            return carry, None
+        self._check_step(carry, xs, lifts)
         index = jnp.arange(num_layers, dtype=jnp.int32)
 
         def step(layer, c, x, i, b):
@@ -62,44 +70,46 @@ class NNXStack(nnx.Module):
 
         if options.remat is not Remat.NONE:
             step = nnx.remat(step, policy=options.remat.policy(), prevent_cse=False)
+        # The same lifts as linen_stack: the scan's length, direction and unroll, and the
+        # vmap's axes (the layers' state follows the params' axis, xs theirs).
+        scan, vmap = lifts.scan, lifts.vmap
         scanned = nnx.scan(
             step,
             in_axes=(0, nnx.Carry, 0, 0, None),
             out_axes=(nnx.Carry, 0),
-            length=num_layers,
-            reverse=options.reverse,
-            unroll=options.unroll,
+            length=scan["length"],
+            reverse=scan.get("reverse", False),
+            unroll=scan.get("unroll", 1),
         )
-        if options.batch is BatchMode.NONE:
+        if vmap is None:
             return scanned(self.layers, carry, xs, index, None)
-        batch = jax.tree_util.tree_leaves(carry)[0].shape[0]
-        if options.batch is BatchMode.ENSEMBLE and batch != self.batch_size:
-            raise ArgumentRangeError(
-                f"this ensemble was built with batch_size={self.batch_size} members, but the "
-                f"carry has batch {batch}; give one example per member"
-            )
-        params_axis = 0 if options.batch is BatchMode.ENSEMBLE else None
-        state_axes = nnx.StateAxes({...: params_axis})
-        xs_axis = 0 if options.layer_inputs is LayerInputs.PER_EXAMPLE else None
+        state_axes = nnx.StateAxes({...: lifts.batch_axis("params")})
         batched = nnx.vmap(
             scanned,
-            in_axes=(state_axes, 0, xs_axis, None, 0),
+            in_axes=(state_axes, 0, lifts.xs_axis(), None, 0),
             out_axes=(0, 0),
             axis_size=batch,
-            axis_name=options.batch_axis_name,
+            axis_name=vmap["axis_name"],
         )
         return batched(self.layers, carry, xs, index, jnp.arange(batch, dtype=jnp.uint32))
 
-    def _check_step(self, carry, xs) -> None:
+    def _check_step(self, carry, xs, lifts) -> None:
         """Probe one layer abstractly (see :func:`check_block_step`)."""
         graphdef, state = nnx.split(self.layers)
-        first = (0,) * (2 if self.options.batch is BatchMode.ENSEMBLE else 1)
+        first = (0,) * lifts.leading_axes("params")
 
         def step(c, x, index):
             layer = nnx.merge(graphdef, jax.tree_util.tree_map(lambda a: a[first], state))
-            return layer(c, x, index) if self.options.layer_index else layer(c, x)
+            return (layer(c, x, index) if self.options.layer_index else layer(c, x)), {}
 
-        check_block_step(step, carry, xs, self.options)
+        check_block_step(
+            step,
+            carry,
+            xs,
+            batched=lifts.batched,
+            xs_per_example=lifts.xs_axis() == 0,
+            axis_name=self.options.batch_axis_name,
+        )
 
 
 def _rng_streams(module: nnx.Module) -> list[nnx.RngStream]:
@@ -144,13 +154,9 @@ def nnx_stack(
             f"(e.g. the block class itself, or lambda rngs: Block(64, rngs=rngs)), got "
             f"{make_block!r}"
         )
-    if not isinstance(options, StackOptions):
-        raise ArgumentTypeError(
-            f"options must be a StackOptions, got {options!r}; e.g. StackOptions(num_layers=4)"
-        )
+    require_options(options)
     if not isinstance(rngs, nnx.Rngs):
         raise ArgumentTypeError(f"rngs must be an nnx.Rngs, e.g. nnx.Rngs(0), got {rngs!r}")
-    check_integer("StackOptions.num_layers", options.num_layers, minimum=1)
     if options.batch is BatchMode.ENSEMBLE:
         if batch_size is None:
             raise ArgumentTypeError(

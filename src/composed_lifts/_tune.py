@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from ._errors import ArgumentRangeError, ArgumentTypeError
 from ._options import Remat, StackOptions
 from ._stack_linen import linen_stack
-from ._validate import check_integer
+from ._arguments import check_integer
 
 __all__ = ["DOT_BACKENDS", "TuneReport", "TuneResult", "default_unrolls", "tune_stack"]
 

@@ -14,7 +14,7 @@ from .._errors import ArgumentRangeError
 from .._files import read_array, write_array
 from .._forward import _apply_params, _init_params, check_forward_args
 from .._layout import param_layout
-from .._validate import check_seed
+from .._arguments import check_seed
 
 DEFAULT_LAYERS = 4
 DEFAULT_FEATURES = 8

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._errors import BlockOutputError, CarryChangedError
 from .._options import BatchMode
-from .._validate import check_seed
+from .._arguments import check_seed
 from ._compare import OrderComparison, compare_lift_orders
 from ._describe import LayoutReport, confused_split_fix, confused_split_message, describe
 from ._inputs import as_block, as_carry, check_one_layer

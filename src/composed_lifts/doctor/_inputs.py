@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_block_step, check_same_batch
+from .._block_probe import check_block_step, check_same_batch
 from .._errors import ArgumentTypeError, BatchSizeError
 from .._options import BatchMode, StackOptions
 from ._spec import Composition
@@ -111,7 +111,7 @@ def check_one_layer(block: BlockSpec, carry, composition: Composition) -> None:
 
     Raises ``BlockOutputError`` when the block does not return ``(carry, y)``
     and ``CarryChangedError`` when the carry changes structure, shape or dtype:
-    the same probe (:func:`composed_lifts._checks.check_block_step`) the stacks
+    the same probe (:func:`composed_lifts._block_probe.check_block_step`) the stacks
     run before tracing, here on the block as the doctor was given it.
     """
     batch = BatchMode.SHARED if composition.batched else BatchMode.NONE

@@ -24,7 +24,7 @@ import flax.linen as nn
 
 from .._errors import ArgumentRangeError, ArgumentTypeError
 from .._options import BatchMode, LayerInputs, StackOptions
-from .._validate import check_integer
+from .._arguments import check_integer
 
 __all__ = ["Composition", "LiftOrder", "LiftParams", "as_composition", "compose"]
 
