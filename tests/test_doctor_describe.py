@@ -96,7 +96,7 @@ def test_describe_refuses_what_would_fail_in_jax():
     with pytest.raises(ConfusedSplitError) as info:
         describe(Block(features=2), confused, carry=(4, 2))
     message = str(info.value)
-    assert "4 different inits" in message and "got axis spec None but output was batched" in message
+    assert "4 different inits" in message and "vmap has mapped output but out_axes is None" in message
     assert "split_rngs={'params': False}" in message  # the fix
     with pytest.raises(CarryChangedError, match=r"from float32\[5\] to float32\[4\]"):
         describe(Block(features=4), Composition(num_layers=2), carry=(2, 5))

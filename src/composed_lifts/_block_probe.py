@@ -142,12 +142,12 @@ def check_block_step(
     except ComposedLiftsError:
         raise
     except Exception as err:  # the block failed on one example: a carry without a batch axis?
-        if batched:
-            for path, leaf in _leaves(carry):
-                if jnp.ndim(leaf) == 1:
-                    leaf_name = "carry" + jax.tree_util.keystr(path)
-                    cause = f"{type(err).__name__}: {str(err).splitlines()[0]}"
-                    raise MissingBatchAxisError(leaf_name, jnp.shape(leaf), cause) from err
+        leaves = _leaves(carry)
+        if batched and all(jnp.ndim(leaf) == 1 for _, leaf in leaves):
+            path, leaf = leaves[0]
+            cause = f"{type(err).__name__}: {str(err).splitlines()[0]}"
+            leaf_name = "carry" + jax.tree_util.keystr(path)
+            raise MissingBatchAxisError(leaf_name, jnp.shape(leaf), cause) from err
         raise
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         raise BlockOutputError(

@@ -11,6 +11,7 @@ __all__ = [
     "ArgumentRangeError",
     "ArgumentTypeError",
     "BatchSizeError",
+    "BlockCallError",
     "BlockImportError",
     "BlockOutputError",
     "CarryChangedError",
@@ -151,8 +152,11 @@ class ConfusedSplitError(ComposedLiftsError, ValueError):
 
     ``nn.vmap(..., variable_axes={"params": None}, split_rngs={"params": True})``
     initialises a different param per example and then has nowhere to put them:
-    JAX fails deep inside the vmap with "got axis spec None but output was
-    batched". ``composed_lifts.doctor`` refuses the composition before tracing.
+    JAX fails deep inside the vmap with "vmap has mapped output but out_axes
+    is None". On the scan, a broadcast (shared) params collection with a split
+    RNG fails with "broadcasted variable has a data dependency on the scan body".
+    ``composed_lifts.doctor`` refuses the composition before tracing, and says
+    which lift to change.
 
     >>> from composed_lifts import Block
     >>> from composed_lifts.doctor import Composition, LiftParams, describe
@@ -161,7 +165,42 @@ class ConfusedSplitError(ComposedLiftsError, ValueError):
     Traceback (most recent call last):
     ...
     composed_lifts._errors.ConfusedSplitError: the vmap's split_rngs={'params': True} ...
+
+    Attributes:
+      lift: ``"scan"`` or ``"vmap"``, the lift whose settings disagree.
+      slices: how many different inits the split makes (N or B).
+      explanation, fix: the two halves of the message.
     """
+
+    def __init__(self, lift: str, slices: int):
+        self.lift, self.slices = lift, slices
+        if lift == "vmap":
+            self.explanation = (
+                "the vmap's split_rngs={'params': True} gives every example its own init key, "
+                "but its variable_axes={'params': None} says the params are shared across the "
+                f"batch, so {slices} different inits have nowhere to go; JAX would fail inside "
+                'the vmap with "vmap has mapped output but out_axes is None" (the params came '
+                "out with a batch axis the spec says they do not have)"
+            )
+            self.fix = (
+                "for params shared across the batch set split_rngs={'params': False} on the "
+                "vmap; for an ensemble (one stack per example) set variable_axes={'params': 0} "
+                "with split_rngs={'params': True} on the vmap"
+            )
+        else:
+            self.explanation = (
+                "the scan's split_rngs={'params': True} gives every layer its own init key, but "
+                "its variable_axes={'params': None} (variable_broadcast='params') shares one set "
+                f"of params across the layers, so {slices} different inits have nowhere to go; "
+                'Flax would fail with "broadcasted variable has a data dependency on the scan '
+                'body"'
+            )
+            self.fix = (
+                "for one set of params shared by all layers (weight tying) set "
+                "split_rngs={'params': False} on the scan; for per-layer params set "
+                "variable_axes={'params': 0} on the scan"
+            )
+        super().__init__(f"{self.explanation}; {self.fix}")
 
 
 class BlockImportError(ComposedLiftsError, ValueError):
@@ -249,4 +288,22 @@ class EnsembleSizeError(ComposedLiftsError, ValueError):
             f"this ensemble has {members} members (one stack per example), but the carry has "
             f"batch {batch}; give one example per member, or initialise the ensemble with a "
             f"batch of {batch}"
+        )
+
+
+class BlockCallError(ComposedLiftsError, ValueError):
+    """The block fails when called on one example's carry, before any lift is involved.
+
+    The doctor calls the block once, abstractly, as ``block(carry, None)`` on one
+    example's carry. A block that fails there fails in every composition; the
+    most common cause is the seed's width pitfall in a residual block,
+    ``x + Dense(features)(x)`` with ``x.shape[-1] != features``. Make the block
+    accept the carry (equal widths), or give the doctor a carry the block takes.
+    """
+
+    def __init__(self, block: str, carry: str, cause: str):
+        self.block, self.carry, self.cause = block, carry, cause
+        super().__init__(
+            f"{block} fails when called on one example's carry {carry}: {cause}; the block "
+            f"must accept the carry it returns, layer after layer"
         )
