@@ -16,7 +16,7 @@ X = np.ones((2, 3), np.float32)
         (
             dict(x_batch=np.ones(3)),
             errors.InputShapeError,
-            ["x_batch must be 2-D", "got 1-D", "(3,)"],
+            ["x_batch must be a rectangular 2-D array", "got 1-D", "(3,)"],
         ),
         (dict(x_batch=np.ones((1, 2, 3))), errors.InputShapeError, ["got 3-D", "(1, 2, 3)"]),
         (dict(x_batch=5.0), errors.InputShapeError, ["got 0-D"]),

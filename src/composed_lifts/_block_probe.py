@@ -59,26 +59,16 @@ def check_same_batch(carry, xs, *, batched: bool, xs_per_example: bool) -> None:
             raise MissingBatchAxisError(name, ())
         sizes.setdefault(jnp.shape(leaf)[0], name)
     if len(sizes) > 1:
-        seen = ", ".join(f"{name} has {size}" for size, name in sizes.items())
-        raise BatchSizeError(
-            f"the batch axis (axis 0) must have the same size in every carry leaf"
-            f"{' and xs leaf' if xs_per_example else ''}: {seen}"
-        )
+        raise BatchSizeError({name: size for size, name in sizes.items()})
 
 
 def check_layer_inputs(xs, *, num_layers: int, xs_per_example: bool) -> None:
     """Each leaf of ``xs`` has ``num_layers`` entries along its layer axis."""
     axis = 1 if xs_per_example else 0
-    where = "(B, N, ...)" if axis else "(N, ...)"
     for path, leaf in _leaves(xs):
         shape = jnp.shape(leaf)
         if len(shape) <= axis or shape[axis] != num_layers:
-            raise LayerInputsError(
-                f"per-layer input xs{jax.tree_util.keystr(path)} has shape {shape}, but its "
-                f"layer axis (axis {axis}, layout {where}) must be num_layers="
-                f"{num_layers} long; give one slice per layer (e.g. jnp.stack of "
-                f"{num_layers} arrays), or close over inputs that every layer shares"
-            )
+            raise LayerInputsError(f"xs{jax.tree_util.keystr(path)}", shape, axis, num_layers)
 
 
 def drop_axis(tree, axis: int):
@@ -150,10 +140,7 @@ def check_block_step(
             raise MissingBatchAxisError(leaf_name, jnp.shape(leaf), cause) from err
         raise
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise BlockOutputError(
-            f"the block must return a pair (carry, y) (y may be None), but returned "
-            f"{_pair_text(out)}; end its __call__ with `return carry, None` for a carry-only layer"
-        )
+        raise BlockOutputError(_pair_text(out))
     new_carry = out[0]
     before = jax.tree_util.tree_structure(carry_one)
     after = jax.tree_util.tree_structure(new_carry)

@@ -36,8 +36,7 @@ def linen_to_nnx(variables: Mapping, stack):
     """
     if not isinstance(variables, Mapping) or "params" not in variables:
         raise ArgumentTypeError(
-            f"variables must be a Linen variables dict with a 'params' collection, got "
-            f"{type(variables).__name__}"
+            "variables", "a Linen variables dict with a 'params' collection", type(variables).__name__
         )
     params = variables["params"]
     want = nnx.to_pure_dict(nnx.state(_layers(stack), nnx.Param))
@@ -47,16 +46,19 @@ def linen_to_nnx(variables: Mapping, stack):
         missing = sorted(set(want_paths) - set(got_paths))
         extra = sorted(set(got_paths) - set(want_paths))
         raise LayoutMismatchError(
-            f"Linen params and the NNX stack's params differ in structure: missing {missing}, "
-            f"unexpected {extra}; name the NNX block's attributes as the Linen block's "
-            f"submodules (e.g. self.Dense_0 = nnx.Linear(...))"
+            "the Linen params",
+            f"are missing {missing} and have unexpected {extra}",
+            "they must have the NNX stack's params' structure",
+            "name the NNX block's attributes as the Linen block's submodules (e.g. "
+            "self.Dense_0 = nnx.Linear(...))",
         )
     for path, leaf in got_paths.items():
         ref = want_paths[path]
         if jnp.shape(leaf) != jnp.shape(ref) or jnp.result_type(leaf) != jnp.result_type(ref):
             raise LayoutMismatchError(
-                f"params{path} is {jnp.result_type(leaf)}{jnp.shape(leaf)} but the NNX stack "
-                f"holds {jnp.result_type(ref)}{jnp.shape(ref)}"
+                f"params{path}",
+                f"is {jnp.result_type(leaf)}{jnp.shape(leaf)}",
+                f"the NNX stack holds {jnp.result_type(ref)}{jnp.shape(ref)}",
             )
     graphdef, state = nnx.split(stack)
     param_state = nnx.state(_layers(stack), nnx.Param)
@@ -69,7 +71,5 @@ def linen_to_nnx(variables: Mapping, stack):
 def _layers(stack):
     layers = getattr(stack, "layers", None)
     if not isinstance(layers, nnx.Module):
-        raise ArgumentTypeError(
-            f"stack must be an NNXStack made by nnx_stack, got {type(stack).__name__}"
-        )
+        raise ArgumentTypeError("stack", "an NNXStack made by nnx_stack", type(stack).__name__)
     return layers

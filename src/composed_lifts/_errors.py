@@ -39,18 +39,34 @@ class ComposedLiftsError(Exception):
 
 
 class ArgumentTypeError(ComposedLiftsError, TypeError):
-    """An argument has the wrong Python type.
+    """An argument has the wrong Python type (``num_layers=True``, ``options={...}``).
+
+    Pass a value of the type the message names; the fix shows one.
 
     >>> from composed_lifts import composed_lifts_forward
     >>> composed_lifts_forward(0, [[1.0]], num_layers=True, features=1)
     Traceback (most recent call last):
     ...
     composed_lifts._errors.ArgumentTypeError: num_layers must be an integer (int or numpy integer), got bool True...
+
+    Attributes: ``argument`` (its name), ``expected``, ``seen``, ``fix``.
     """
+
+    def __init__(self, argument: str, expected: str, seen: str, fix: str = ""):
+        self.argument, self.expected, self.seen, self.fix = argument, expected, seen, fix
+        super().__init__(f"{argument} must be {expected}, got {seen}" + (f"; {fix}" if fix else ""))
 
 
 class ArgumentRangeError(ComposedLiftsError, ValueError):
-    """An integer argument is outside its allowed range (``num_layers < 0``, ``features < 1``)."""
+    """An argument is of the right type but outside its allowed values (``num_layers=-1``).
+
+    Attributes: ``argument`` (its name), ``expected`` (the range, e.g. ``>= 1``),
+    ``seen``, ``fix``.
+    """
+
+    def __init__(self, argument: str, expected: str, seen: object, fix: str = ""):
+        self.argument, self.expected, self.seen, self.fix = argument, expected, seen, fix
+        super().__init__(f"{argument} must be {expected}, got {seen}" + (f"; {fix}" if fix else ""))
 
 
 class SeedRangeError(ComposedLiftsError, ValueError):
@@ -58,16 +74,40 @@ class SeedRangeError(ComposedLiftsError, ValueError):
 
     ``jax.random.PRNGKey(2**32)`` silently gives the same key as seed 0, and
     ``PRNGKey(-1)`` the same as ``PRNGKey(2**32 - 1)``; we refuse such seeds so
-    that two different seeds never silently give the same answer.
+    that two different seeds never silently give the same answer. Reduce the
+    seed first (``seed % 2**32``).
     """
+
+    def __init__(self, argument: str, seed: int):
+        self.argument, self.seed = argument, seed
+        top = 2**32 - 1
+        super().__init__(
+            f"{argument} must be in [0, 2**32 - 1] = [0, {top}] so that a 32-bit PRNG key "
+            f"holds it, got {seed}; jax.random.PRNGKey would silently wrap it "
+            f"(PRNGKey(2**32) == PRNGKey(0), PRNGKey(-1) == PRNGKey(2**32 - 1)); "
+            f"reduce it first, e.g. {argument} % 2**32"
+        )
 
 
 class InputShapeError(ComposedLiftsError, ValueError):
-    """``x_batch`` does not have the expected rank (or is ragged)."""
+    """``x_batch`` is not a rectangular 2-D array ``(batch, features)`` (wrong rank, or ragged).
+
+    Attributes: ``argument``, ``seen`` (the rank and shape, or why no array could be
+    made), ``fix``.
+    """
+
+    def __init__(self, argument: str, seen: str, fix: str = ""):
+        self.argument, self.seen, self.fix = argument, seen, fix
+        super().__init__(
+            f"{argument} must be a rectangular 2-D array (batch, features), got {seen}"
+            + (f"; {fix}" if fix else "")
+        )
 
 
 class WidthMismatchError(ComposedLiftsError, ValueError):
     """The carry's width differs from ``features``: the scan's carry would change shape.
+
+    Pass ``features`` equal to the input's width, or give the input ``features`` columns.
 
     >>> import numpy as np
     >>> from composed_lifts import composed_lifts_forward
@@ -77,13 +117,54 @@ class WidthMismatchError(ComposedLiftsError, ValueError):
     composed_lifts._errors.WidthMismatchError: x_batch.shape[-1] is 5 but features is 4...
     """
 
+    def __init__(self, argument: str, width: int, width_name: str, expected: int):
+        self.argument, self.width, self.width_name, self.expected = (
+            argument,
+            width,
+            width_name,
+            expected,
+        )
+        super().__init__(
+            f"{argument}.shape[-1] is {width} but {width_name} is {expected}: each layer maps its "
+            f"carry to width {expected}, so the carry would change shape between layers; pass "
+            f"{width_name}={width} or give {argument} {expected} columns"
+        )
+
 
 class InputDtypeError(ComposedLiftsError, TypeError):
-    """``x_batch`` holds booleans, complex numbers, strings or objects instead of real numbers."""
+    """``x_batch`` holds booleans, complex numbers, strings or objects instead of real numbers.
+
+    Cast it to a real dtype first (the message says how for the dtype seen).
+    """
+
+    def __init__(self, argument: str, dtype: object):
+        self.argument, self.dtype = argument, dtype
+        kind = getattr(dtype, "kind", "")
+        if kind == "b":
+            text = f", got dtype bool; cast it first, e.g. np.asarray({argument}, np.float32)"
+        elif kind == "c":
+            text = (
+                f", got complex dtype {dtype}; pass the real part ({argument}.real) or the "
+                f"magnitude (abs({argument}))"
+            )
+        else:
+            text = (
+                f" (an integer or float dtype), got dtype {dtype}; convert strings or objects to "
+                f"numbers first"
+            )
+        super().__init__(f"{argument} must hold real numbers{text}")
 
 
 class NonFiniteInputError(ComposedLiftsError, ValueError):
     """``x_batch`` holds NaN or infinity (pass ``check_finite=False`` to skip the check)."""
+
+    def __init__(self, argument: str, count: int, index: tuple[int, ...], value: float):
+        self.argument, self.count, self.index, self.value = argument, count, index, value
+        super().__init__(
+            f"{argument} must be finite, found {count} NaN or infinite value(s) as float32, "
+            f"first at index {index} ({value}); values beyond float32's range "
+            f"(about 3.4e38) become inf; clean the input or pass check_finite=False"
+        )
 
 
 class InputFileError(ComposedLiftsError, ValueError):
@@ -132,19 +213,65 @@ class CarryChangedError(ComposedLiftsError, ValueError):
 
 
 class BlockOutputError(ComposedLiftsError, TypeError):
-    """A block's ``__call__`` returns something other than a ``(carry, y)`` pair."""
+    """A block's ``__call__`` returns something other than a ``(carry, y)`` pair.
+
+    End the block with ``return carry, None`` for a carry-only layer.
+    """
+
+    def __init__(self, returned: str):
+        self.returned = returned
+        super().__init__(
+            f"the block must return a pair (carry, y) (y may be None), but returned {returned}; "
+            f"end its __call__ with `return carry, None` for a carry-only layer"
+        )
 
 
 class LayerInputsError(ComposedLiftsError, ValueError):
-    """Per-layer inputs ``xs`` whose layer axis is not ``num_layers`` long."""
+    """Per-layer inputs ``xs`` whose layer axis is not ``num_layers`` long.
+
+    Give one slice per layer (``jnp.stack`` of N arrays), or close over inputs
+    that every layer shares instead of passing them as ``xs``.
+    """
+
+    def __init__(self, leaf: str, shape: tuple[int, ...], axis: int, num_layers: int):
+        self.leaf, self.shape, self.axis, self.num_layers = leaf, tuple(shape), axis, num_layers
+        layout = "(B, N, ...)" if axis else "(N, ...)"
+        super().__init__(
+            f"per-layer input {leaf} has shape {tuple(shape)}, but its layer axis (axis {axis}, "
+            f"layout {layout}) must be num_layers={num_layers} long; give one slice per layer "
+            f"(e.g. jnp.stack of {num_layers} arrays), or close over inputs that every layer shares"
+        )
 
 
 class BatchSizeError(ComposedLiftsError, ValueError):
-    """Leaves of the carry (or per-example inputs) disagree on the batch size."""
+    """Leaves of the carry (or per-example inputs) disagree on the batch size (axis 0).
+
+    Give every batched leaf the same leading size.
+    """
+
+    def __init__(self, sizes: dict[str, int]):
+        self.sizes = dict(sizes)
+        seen = ", ".join(f"{name} has {size}" for name, size in sizes.items())
+        super().__init__(
+            f"the batch axis (axis 0) must have the same size in every batched leaf: {seen}"
+        )
 
 
 class MissingRngError(ComposedLiftsError, ValueError):
-    """The block asks for an RNG stream (``self.make_rng("dropout")``) that the call does not provide."""
+    """The block asks for an RNG stream (``self.make_rng("dropout")``) that the call does not provide.
+
+    Pass the stream (``model.apply(..., rngs={"dropout": key})``), or make the block
+    deterministic.
+    """
+
+    def __init__(self, phase: str, provided: list[str], flax_message: str):
+        self.phase, self.provided, self.flax_message = phase, list(provided), flax_message
+        super().__init__(
+            f"the block asks for an RNG stream that this {phase} call does not provide (it "
+            f"provides {list(provided)}); Flax says: {flax_message}. Pass the stream to {phase}, "
+            f"e.g. model.{phase}(..., rngs={{'dropout': jax.random.PRNGKey(1)}}), or make the "
+            f"block deterministic"
+        )
 
 
 class ConfusedSplitError(ComposedLiftsError, ValueError):
@@ -204,7 +331,15 @@ class ConfusedSplitError(ComposedLiftsError, ValueError):
 
 
 class BlockImportError(ComposedLiftsError, ValueError):
-    """A block named as ``module:Class`` that cannot be imported, or is not a Linen module class."""
+    """A block named as ``module:Class`` that cannot be imported, or is not a Linen module class.
+
+    Run from the folder that holds the module (or put it on ``PYTHONPATH``) and name a
+    subclass of ``flax.linen.Module``.
+    """
+
+    def __init__(self, text: str, problem: str):
+        self.text, self.problem = text, problem
+        super().__init__(f"--block {text!r}: {problem}")
 
 
 class LayoutProbeError(ComposedLiftsError, ValueError):
@@ -212,16 +347,47 @@ class LayoutProbeError(ComposedLiftsError, ValueError):
 
     The doctor finds each axis's role by probing (evaluating again with N+1
     layers and B+2 examples); that needs the tree's structure and each leaf's
-    rank to stay the same.
+    rank to stay the same: make the block's params independent of N and B.
     """
+
+    def __init__(self, what: str, seen: str):
+        self.what, self.seen = what, seen
+        super().__init__(
+            f"{what} {seen}; the doctor finds axis roles by re-evaluating with another N and B, "
+            f"so a block whose params depend on them cannot be described: make the block's "
+            f"params independent of N and B"
+        )
 
 
 class LayoutMismatchError(ComposedLiftsError, ValueError):
-    """Param trees that a conversion expects to match differ in structure, shape or dtype."""
+    """Param trees that a conversion or a stack expects to match differ in keys, structure or shape.
+
+    Convert the params to the layout expected (``stack_params`` / ``unstack_params``,
+    ``linen_to_nnx``), or build them with the same stack.
+
+    Attributes: ``where`` (the leaf or tree), ``seen``, ``expected``, ``fix``.
+    """
+
+    def __init__(self, where: str, seen: str, expected: str, fix: str = ""):
+        self.where, self.seen, self.expected, self.fix = where, seen, expected, fix
+        super().__init__(f"{where} {seen}, but {expected}" + (f"; {fix}" if fix else ""))
 
 
 class UnsplitRngError(ComposedLiftsError, ValueError):
-    """An NNX block keeps an RNG stream that was not split per layer (it keeps the ``rngs`` it got)."""
+    """An NNX block keeps an RNG stream that was not split per layer (it keeps the ``rngs`` it got).
+
+    Every layer would draw the same numbers. Keep a stream of its own, as
+    ``nnx.Dropout`` does: ``self.dropout = rngs.dropout.fork()``.
+    """
+
+    def __init__(self, stream: str, key_shape: tuple[int, ...], splits: tuple[int, ...]):
+        self.stream, self.key_shape, self.splits = stream, tuple(key_shape), tuple(splits)
+        super().__init__(
+            f"the block keeps the RNG stream {stream!r} unsplit (key shape {tuple(key_shape)}, "
+            f"expected a leading {tuple(splits)}): every layer would draw the same numbers. "
+            f"Keep a stream of its own, as nnx.Dropout does: self.dropout = rngs.dropout.fork() "
+            f"(not self.rngs = rngs)"
+        )
 
 
 class MissingBatchAxisError(ComposedLiftsError, ValueError):

@@ -78,18 +78,20 @@ class LiftParams:
         axis = self.variable_axis
         if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
             raise ArgumentTypeError(
-                f"LiftParams.variable_axis must be 0 or None, got {axis!r}; use 0 for one "
-                f"slice per step of the lift, None to share params across it"
+                "LiftParams.variable_axis",
+                "0 or None",
+                repr(axis),
+                "use 0 for one slice per step of the lift, None to share params across it",
             )
         if axis not in (0, None):
             raise ArgumentRangeError(
-                f"LiftParams.variable_axis must be 0 or None, got {axis!r}; the doctor "
-                f"examines lifts that add a leading axis (0) or none (None)"
+                "LiftParams.variable_axis",
+                "0 or None",
+                repr(axis),
+                "the doctor examines lifts that add a leading axis (0) or none (None)",
             )
         if not isinstance(self.split_rngs, bool):
-            raise ArgumentTypeError(
-                f"LiftParams.split_rngs must be True or False, got {self.split_rngs!r}"
-            )
+            raise ArgumentTypeError("LiftParams.split_rngs", "True or False", repr(self.split_rngs))
 
 
 PER_LAYER = LiftParams(variable_axis=0, split_rngs=True)

@@ -9,8 +9,8 @@ from typing import Any
 
 import jax
 
-from ._errors import ArgumentTypeError
 from ._arguments import check_integer
+from ._errors import ArgumentTypeError
 
 __all__ = [
     "BatchMode",
@@ -78,8 +78,10 @@ def _check_enum(name: str, value, cls: type[enum.Enum]):
     if not isinstance(value, cls):
         choices = ", ".join(f"{cls.__name__}.{m.name}" for m in cls)
         raise ArgumentTypeError(
-            f"{name} must be a {cls.__name__} ({choices}), got {value!r}; "
-            f"to convert a string use {cls.__name__}({value!r})"
+            name,
+            f"a {cls.__name__} ({choices})",
+            repr(value),
+            f"to convert a string use {cls.__name__}({value!r})",
         )
 
 
@@ -127,15 +129,15 @@ class StackOptions:
         for name in ("layer_index", "reverse"):
             if not isinstance(getattr(self, name), bool):
                 raise ArgumentTypeError(
-                    f"StackOptions.{name} must be True or False, got {getattr(self, name)!r}"
+                    f"StackOptions.{name}", "True or False", repr(getattr(self, name))
                 )
         if self.layer_axis_name is not None and not isinstance(self.layer_axis_name, str):
             raise ArgumentTypeError(
-                f"StackOptions.layer_axis_name must be a str or None, got {self.layer_axis_name!r}"
+                "StackOptions.layer_axis_name", "a str or None", repr(self.layer_axis_name)
             )
         if not isinstance(self.batch_axis_name, str):
             raise ArgumentTypeError(
-                f"StackOptions.batch_axis_name must be a str, got {self.batch_axis_name!r}"
+                "StackOptions.batch_axis_name", "a str", repr(self.batch_axis_name)
             )
         # Stored as a sorted tuple of pairs so that options stay hashable (static under jit).
         pairs = collection_axes_pairs("StackOptions.collection_axes", self.collection_axes)
@@ -151,14 +153,14 @@ def collection_axes_pairs(name: str, value: Any) -> tuple[tuple[str, int | None]
         except (TypeError, ValueError):
             pass
     if not isinstance(axes, Mapping):
-        raise ArgumentTypeError(
-            f"{name} must be a mapping from collection name to 0 or None, got {value!r}"
-        )
+        raise ArgumentTypeError(name, "a mapping from collection name to 0 or None", repr(value))
     for key, axis in axes.items():
         if key == "params" or axis not in (0, None) or isinstance(axis, bool):
             raise ArgumentTypeError(
-                f"{name} maps collections other than 'params' to 0 (per example) or None "
-                f"(shared), got {key!r}: {axis!r}; params follow StackOptions.batch"
+                name,
+                "a map of collections other than 'params' to 0 (per example) or None (shared)",
+                f"{key!r}: {axis!r}",
+                "params follow StackOptions.batch",
             )
     return tuple(sorted(axes.items()))
 
@@ -166,7 +168,5 @@ def collection_axes_pairs(name: str, value: Any) -> tuple[tuple[str, int | None]
 def require_options(value: Any, name: str = "options") -> StackOptions:
     """``value`` if it is a :class:`StackOptions`; else the error every function taking one raises."""
     if not isinstance(value, StackOptions):
-        raise ArgumentTypeError(
-            f"{name} must be a StackOptions, got {value!r}; e.g. StackOptions(num_layers=4)"
-        )
+        raise ArgumentTypeError(name, "a StackOptions", repr(value), "e.g. StackOptions(num_layers=4)")
     return value

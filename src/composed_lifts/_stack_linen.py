@@ -26,11 +26,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-
 from ._block_probe import check_block_step, check_layer_inputs, check_same_batch, drop_axis
 from ._block_spec import field_values
 from ._errors import ArgumentTypeError, EnsembleSizeError, LayoutMismatchError, MissingRngError
-from ._lifts import Lifts, LiftOrder, stack_lifts
+from ._lifts import LiftOrder, Lifts, stack_lifts
 from ._options import Remat, StackOptions, require_options
 
 __all__ = ["linen_stack"]
@@ -91,11 +90,13 @@ def _check_variables(variables, one_layer, lifts: Lifts, batch: int, num_layers:
             if members and len(shape) == len(expected) and shape[1:] == expected[1:]:
                 raise EnsembleSizeError(shape[0], batch)
             raise LayoutMismatchError(
-                f"{collection}{jax.tree_util.keystr(path)} has shape {shape}, but this stack "
-                f"makes {expected} (lifted axes {want_lead}, then the block's own "
-                f"{tuple(ref.shape)}); were these variables made by a stack with other "
-                f"StackOptions (batch, num_layers)? Initialise this stack, or convert the "
-                f"variables (stack_params / unstack_params)"
+                f"{collection}{jax.tree_util.keystr(path)}",
+                f"has shape {shape}",
+                f"this stack makes {expected} (lifted axes {want_lead}, then the block's own "
+                f"{tuple(ref.shape)})",
+                "were these variables made by a stack with other StackOptions (batch, "
+                "num_layers)? Initialise this stack, or convert the variables (stack_params / "
+                "unstack_params)",
             )
 
 
@@ -169,12 +170,7 @@ def _check_linen_step(stack: nn.Module, block, carry, xs, options: StackOptions,
     except flax.errors.InvalidRngError as err:
         phase = "init" if init else "apply"
         given = sorted(provided if init else provided - {"params"})
-        raise MissingRngError(
-            f"the block asks for an RNG stream that this {phase} call does not provide (it "
-            f"provides {given}); Flax says: {err}. Pass the stream to {phase}, e.g. "
-            f"model.{phase}(..., rngs={{'dropout': jax.random.PRNGKey(1)}}), or make the block "
-            f"deterministic"
-        ) from None
+        raise MissingRngError(phase, given, str(err)) from None
 
 
 def linen_stack(block: type[nn.Module], options: StackOptions) -> type[nn.Module]:
@@ -205,8 +201,10 @@ def linen_stack(block: type[nn.Module], options: StackOptions) -> type[nn.Module
     """
     if not (isinstance(block, type) and issubclass(block, nn.Module)):
         raise ArgumentTypeError(
-            f"block must be a Linen module class (a subclass of flax.linen.Module), got "
-            f"{block!r}; for a Flax NNX module use nnx_stack, for a function use scan_layers"
+            "block",
+            "a Linen module class (a subclass of flax.linen.Module)",
+            repr(block),
+            "for a Flax NNX module use nnx_stack, for a function use scan_layers",
         )
     require_options(options)
     target: Any = block

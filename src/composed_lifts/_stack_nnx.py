@@ -150,18 +150,21 @@ def nnx_stack(
     """
     if not callable(make_block):
         raise ArgumentTypeError(
-            f"make_block must be a callable that takes an nnx.Rngs and returns an nnx.Module "
-            f"(e.g. the block class itself, or lambda rngs: Block(64, rngs=rngs)), got "
-            f"{make_block!r}"
+            "make_block",
+            "a callable that takes an nnx.Rngs and returns an nnx.Module",
+            repr(make_block),
+            "e.g. the block class itself, or lambda rngs: Block(64, rngs=rngs)",
         )
     require_options(options)
     if not isinstance(rngs, nnx.Rngs):
-        raise ArgumentTypeError(f"rngs must be an nnx.Rngs, e.g. nnx.Rngs(0), got {rngs!r}")
+        raise ArgumentTypeError("rngs", "an nnx.Rngs", repr(rngs), "e.g. nnx.Rngs(0)")
     if options.batch is BatchMode.ENSEMBLE:
         if batch_size is None:
             raise ArgumentTypeError(
-                "an NNX ensemble creates one stack per example eagerly, so it needs "
-                "batch_size: nnx_stack(..., batch_size=B)"
+                "batch_size",
+                "the number of members (an NNX ensemble creates one stack per example eagerly)",
+                "None",
+                "nnx_stack(..., batch_size=B)",
             )
         batch_size = check_integer("batch_size", batch_size, minimum=1)
         splits: tuple[int, ...] = (batch_size, options.num_layers)
@@ -175,18 +178,11 @@ def nnx_stack(
         create = nnx.vmap(create, in_axes=(0,), out_axes=0, axis_size=size)
     layers = nnx.split_rngs(splits=splits)(create)(rngs)
     if not isinstance(layers, nnx.Module):
-        raise ArgumentTypeError(
-            f"make_block must return an nnx.Module, returned {type(layers).__name__}"
-        )
+        raise ArgumentTypeError("make_block's result", "an nnx.Module", type(layers).__name__)
     for path, stream in nnx.iter_graph(layers):
         if isinstance(stream, nnx.RngStream) and stream.key.shape[: len(splits)] != splits:
             where = ".".join(str(p) for p in path)
-            raise UnsplitRngError(
-                f"the block keeps the RNG stream {where!r} unsplit (key shape "
-                f"{stream.key.shape}, expected a leading {splits}): every layer would draw the "
-                f"same numbers. Keep a stream of its own, as nnx.Dropout does: "
-                f"self.dropout = rngs.dropout.fork() (not self.rngs = rngs)"
-            )
+            raise UnsplitRngError(where, stream.key.shape, splits)
     return NNXStack(layers, options, batch_size)
 
 

@@ -25,10 +25,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ._errors import ArgumentRangeError, ArgumentTypeError
-from ._options import Remat, StackOptions
-from ._stack_linen import linen_stack
 from ._arguments import check_integer
+from ._errors import ArgumentRangeError, ArgumentTypeError
+from ._options import Remat, StackOptions, require_options
+from ._stack_linen import linen_stack
 
 __all__ = ["DOT_BACKENDS", "TuneReport", "TuneResult", "default_unrolls", "tune_stack"]
 
@@ -113,19 +113,16 @@ def _program(model: nn.Module, train: bool) -> Callable:
 
 
 def _check_args(options, unrolls, remats, memory_budget_bytes, rounds):
-    if not isinstance(options, StackOptions):
-        raise ArgumentTypeError(
-            f"options must be a StackOptions, got {options!r}; e.g. StackOptions(num_layers=8)"
-        )
+    require_options(options)
     unrolls = tuple(check_integer("unrolls[i]", u, minimum=1) for u in unrolls)
     if not unrolls:
-        raise ArgumentRangeError("unrolls must name at least one unroll factor, e.g. (1, 2, 4)")
+        raise ArgumentRangeError("unrolls", "at least one unroll factor", "()", "e.g. (1, 2, 4)")
     remats = tuple(remats)
     for r in remats:
         if not isinstance(r, Remat):
-            raise ArgumentTypeError(f"remats must hold Remat members, got {r!r}; e.g. Remat.FULL")
+            raise ArgumentTypeError("remats", "Remat members", repr(r), "e.g. Remat.FULL")
     if not remats:
-        raise ArgumentRangeError("remats must name at least one policy, e.g. (Remat.NONE,)")
+        raise ArgumentRangeError("remats", "at least one policy", "()", "e.g. (Remat.NONE,)")
     if memory_budget_bytes is not None:
         check_integer("memory_budget_bytes", memory_budget_bytes, minimum=0)
     check_integer("rounds", rounds, minimum=1)
@@ -174,9 +171,9 @@ def tune_stack(
     dots = tuple(dots)
     for d in dots:
         if d not in DOT_BACKENDS:
-            raise ArgumentRangeError(f"dots must name entries of {tuple(DOT_BACKENDS)}, got {d!r}")
+            raise ArgumentRangeError("dots", f"entries of {tuple(DOT_BACKENDS)}", repr(d))
     if not dots:
-        raise ArgumentRangeError(f"dots must name at least one of {tuple(DOT_BACKENDS)}")
+        raise ArgumentRangeError("dots", f"at least one of {tuple(DOT_BACKENDS)}", "()")
     say = on_progress or (lambda msg: None)
     candidates = [
         (dataclasses.replace(options, unroll=u, remat=r), d)

@@ -10,11 +10,11 @@ import time
 import jax
 import numpy as np
 
+from .._arguments import check_seed
 from .._errors import ArgumentRangeError
 from .._files import read_array, write_array
 from .._forward import _apply_params, _init_params, check_forward_args
 from .._layout import param_layout
-from .._arguments import check_seed
 
 DEFAULT_LAYERS = 4
 DEFAULT_FEATURES = 8
@@ -81,11 +81,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         batch = DEFAULT_BATCH if args.batch is None else args.batch
         if batch < 0:
-            raise ArgumentRangeError(f"--batch must be >= 0, got {batch}")
+            raise ArgumentRangeError("--batch", ">= 0", batch)
         if args.features is None:
             args.features = DEFAULT_FEATURES
         if args.features < 1:
-            raise ArgumentRangeError(f"--features must be >= 1, got {args.features}")
+            raise ArgumentRangeError("--features", ">= 1", args.features)
         check_seed(args.seed, "--seed")
         x = default_example(args.seed, batch, args.features)
         source = f"default example: default_rng({args.seed}).standard_normal({x.shape})"

@@ -85,20 +85,16 @@ def tune(args: argparse.Namespace) -> int:
 
     for name in ("layers", "features", "batch", "rounds"):
         if getattr(args, name) < 1:
-            raise ArgumentRangeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+            raise ArgumentRangeError(f"--{name}", ">= 1", getattr(args, name))
     try:
         remats = tuple(Remat(r.strip()) for r in args.remats.split(",") if r.strip())
     except ValueError:
         choices = ",".join(r.value for r in Remat)
-        raise ArgumentRangeError(
-            f"--remats takes names from {choices}, got {args.remats!r}"
-        ) from None
+        raise ArgumentRangeError("--remats", f"names from {choices}", repr(args.remats)) from None
     budget = None
     if args.memory_budget_mb is not None:
         if args.memory_budget_mb < 0:
-            raise ArgumentRangeError(
-                f"--memory-budget-mb must be >= 0, got {args.memory_budget_mb}"
-            )
+            raise ArgumentRangeError("--memory-budget-mb", ">= 0", args.memory_budget_mb)
         budget = int(args.memory_budget_mb * 1e6)
     if args.block in _BLOCKS:
         block = Block if args.block == "seed" else MLPBlock

@@ -15,7 +15,6 @@ import enum
 import functools
 
 import jax
-import numpy as np
 
 from .._arguments import check_seed
 from .._block_spec import BlockSpec

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._block_probe import check_block_step, check_same_batch, leaf_type
 from .._block_spec import BlockSpec
-from .._errors import ArgumentTypeError, BatchSizeError, BlockCallError, ComposedLiftsError
+from .._errors import ArgumentRangeError, ArgumentTypeError, BlockCallError, ComposedLiftsError
 from ._spec import Composition
 
 __all__ = [
@@ -31,13 +31,16 @@ def as_block(block) -> BlockSpec:
             block = block()
         except TypeError as err:
             raise ArgumentTypeError(
-                f"block {block.__name__} needs field values ({err}); pass an instance, e.g. "
-                f"{block.__name__}(features=8), and the doctor will use its fields"
+                "block",
+                "a module instance with its field values",
+                f"the class {block.__name__}, which needs field values ({err})",
+                f"pass an instance, e.g. {block.__name__}(features=8)",
             ) from None
     if not isinstance(block, nn.Module):
         raise ArgumentTypeError(
-            f"block must be a Linen module instance such as Block(features=8), got "
-            f"{type(block).__name__} {block!r}"
+            "block",
+            "a Linen module instance such as Block(features=8)",
+            f"{type(block).__name__} {block!r}",
         )
     return BlockSpec.of(block)
 
@@ -48,8 +51,10 @@ def _abstract(leaf):
     if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
         return jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype)
     raise ArgumentTypeError(
-        f"carry leaves must be arrays or jax.ShapeDtypeStruct, got {type(leaf).__name__} "
-        f"{leaf!r}; for one float32 carry pass its shape, e.g. carry=(4, 8)"
+        "carry leaves",
+        "arrays or jax.ShapeDtypeStruct",
+        f"{type(leaf).__name__} {leaf!r}",
+        "for one float32 carry pass its shape, e.g. carry=(4, 8)",
     )
 
 
@@ -69,14 +74,18 @@ def as_carry(carry, composition: Composition):
     leaves = jax.tree_util.tree_flatten_with_path(abstract)[0]
     if not leaves:
         raise ArgumentTypeError(
-            f"carry must hold at least one array, got {carry!r}; e.g. carry=(4, 8) for a "
-            f"batch of 4 examples of width 8"
+            "carry",
+            "at least one array",
+            repr(carry),
+            "e.g. carry=(4, 8) for a batch of 4 examples of width 8",
         )
     for path, leaf in leaves:
-        if len(leaf.shape) == 0 or leaf.shape[0] < 1:
-            raise BatchSizeError(
-                f"carry{jax.tree_util.keystr(path)} has shape {leaf.shape}; the doctor needs the "
-                f"batch on axis 0 with at least one example, e.g. carry=(4, 8)"
+        if len(leaf.shape) and leaf.shape[0] < 1:
+            raise ArgumentRangeError(
+                f"carry{jax.tree_util.keystr(path)}",
+                "at least one example on axis 0",
+                f"shape {leaf.shape}",
+                "e.g. carry=(4, 8)",
             )
     check_same_batch(abstract, None, batched=True, xs_per_example=False)
     return abstract, leaves[0][1].shape[0]

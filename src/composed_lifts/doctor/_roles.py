@@ -71,10 +71,9 @@ def axis_roles(base, more_layers, more_batch) -> list[tuple[str, tuple[AxisRole,
     for name, other in (("N + 1 layers", more_layers), ("B + 2 examples", more_batch)):
         if jax.tree_util.tree_structure(other) != treedef:
             raise LayoutProbeError(
-                f"the param tree changes structure when the stack is evaluated with {name}: "
-                f"{treedef} vs {jax.tree_util.tree_structure(other)}; the doctor finds axis "
-                f"roles by re-evaluating with another N and B, so a block whose params depend "
-                f"on them cannot be described: make its param names independent of N and B"
+                "the param tree",
+                f"changes structure when the stack is evaluated with {name}: {treedef} vs "
+                f"{jax.tree_util.tree_structure(other)}",
             )
     n_leaves = jax.tree_util.tree_leaves(more_layers)
     b_leaves = jax.tree_util.tree_leaves(more_batch)
@@ -82,9 +81,9 @@ def axis_roles(base, more_layers, more_batch) -> list[tuple[str, tuple[AxisRole,
         shape, n_shape, b_shape = tuple(leaf.shape), tuple(n_leaf.shape), tuple(b_leaf.shape)
         if not len(shape) == len(n_shape) == len(b_shape):
             raise LayoutProbeError(
-                f"param {path_name(path)} has shape {shape}, but {n_shape} with one "
-                f"more layer and {b_shape} with two more examples: its rank changes, so its "
-                f"axes have no fixed roles; make the block's params independent of N and B"
+                f"param {path_name(path)}",
+                f"has shape {shape}, but {n_shape} with one more layer and {b_shape} with two "
+                f"more examples: its rank changes, so its axes have no fixed roles",
             )
         roles = []
         for d, dn, db in zip(shape, n_shape, b_shape):

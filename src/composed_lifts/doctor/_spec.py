@@ -77,13 +77,15 @@ class Composition:
             if not isinstance(value, cls):
                 choices = ", ".join(f"{cls.__name__}.{m.name}" for m in cls)
                 raise ArgumentTypeError(
-                    f"Composition.{name} must be a {cls.__name__} ({choices}), got {value!r}"
+                    f"Composition.{name}", f"a {cls.__name__} ({choices})", repr(value)
                 )
         for name in ("scan", "vmap"):
             if not isinstance(getattr(self, name), LiftParams):
                 raise ArgumentTypeError(
-                    f"Composition.{name} must be a LiftParams, got {getattr(self, name)!r}; "
-                    f"e.g. LiftParams(variable_axis=0, split_rngs=True)"
+                    f"Composition.{name}",
+                    "a LiftParams",
+                    repr(getattr(self, name)),
+                    "e.g. LiftParams(variable_axis=0, split_rngs=True)",
                 )
 
     @classmethod
@@ -98,10 +100,11 @@ class Composition:
         require_options(options)
         if options.layer_index or options.layer_inputs is not LayerInputs.SHARED:
             raise ArgumentTypeError(
-                f"the doctor calls the block as block(carry, None), but these options give it "
-                f"other arguments (layer_index={options.layer_index}, layer_inputs="
-                f"{options.layer_inputs}); describe it with StackOptions(num_layers="
-                f"{options.num_layers}, batch={options.batch}) and a block that takes (carry, x)"
+                "options",
+                "options whose block is called as block(carry, None), as the doctor calls it",
+                f"layer_index={options.layer_index}, layer_inputs={options.layer_inputs}",
+                f"describe it with StackOptions(num_layers={options.num_layers}, "
+                f"batch={options.batch}) and a block that takes (carry, x)",
             )
         return cls(
             num_layers=options.num_layers,
@@ -149,8 +152,10 @@ def as_composition(value) -> Composition:
         return Composition.from_options(value)
     if not isinstance(value, Composition):
         raise ArgumentTypeError(
-            f"composition must be a Composition or a StackOptions, got {value!r}; e.g. "
-            f"Composition(num_layers=4) or StackOptions(num_layers=4)"
+            "composition",
+            "a Composition or a StackOptions",
+            repr(value),
+            "e.g. Composition(num_layers=4) or StackOptions(num_layers=4)",
         )
     return value
 
@@ -171,6 +176,6 @@ def compose(block: type[nn.Module], composition: Composition) -> type[nn.Module]
     """
     if not (isinstance(block, type) and issubclass(block, nn.Module)):
         raise ArgumentTypeError(
-            f"block must be a Linen module class (a subclass of flax.linen.Module), got {block!r}"
+            "block", "a Linen module class (a subclass of flax.linen.Module)", repr(block)
         )
     return composition.lifts().build(block)
