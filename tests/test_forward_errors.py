@@ -86,13 +86,6 @@ def test_bad_input_is_refused_clearly(kwargs, cls, words):
     assert isinstance(info.value, errors.ComposedLiftsError)
 
 
-def test_error_classes_subclass_the_builtin_a_user_catches():
-    assert issubclass(errors.WidthMismatchError, ValueError)
-    assert issubclass(errors.InputDtypeError, TypeError)
-    assert issubclass(errors.ArgumentTypeError, TypeError)
-    assert issubclass(errors.SeedRangeError, ValueError)
-
-
 def test_check_finite_false_skips_the_check():
     out = composed_lifts_forward(0, [[1.0, np.nan, 0.0]], 2, 3, check_finite=False)
     assert out.shape == (3,)
