@@ -184,9 +184,8 @@ def test_console_script_imports_a_block_from_the_current_folder():
 def test_text_keeps_brackets_in_messages():
     from rich.console import Console
 
-    from composed_lifts.doctor import Composition, Finding, Pitfall, Severity
-    from composed_lifts.doctor._check import CheckReport
-    from composed_lifts.doctor._report import render_text
+    from composed_lifts.cli._doctor_text import render_text
+    from composed_lifts.doctor import CheckReport, Composition, Finding, Pitfall, Severity
 
     finding = Finding(
         Pitfall.LIFT_ORDER_REVERSED, Severity.WARNING, "params[0] moved", "index [layer, example]"

@@ -13,7 +13,7 @@ import sys
 
 import flax.linen as nn
 
-from .._errors import ArgumentTypeError, BlockImportError
+from ..errors import ArgumentTypeError, BlockImportError
 
 __all__ = ["block_fields", "load_block"]
 

@@ -13,12 +13,11 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from .._errors import ArgumentRangeError, ArgumentTypeError
-from .._options import BatchMode
-from .._seed import Block
+from .. import BatchMode, Block
 from ..doctor import Composition, LiftOrder, LiftParams, Severity, check, plot_layout
-from ..doctor._report import render_text
+from ..errors import ArgumentRangeError, ArgumentTypeError
 from ._blocks import block_fields, load_block
+from ._doctor_text import render_text
 
 DEFAULT_LAYERS = 4
 DEFAULT_FEATURES = 8

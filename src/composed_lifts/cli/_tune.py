@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .._errors import ArgumentRangeError
+from ..errors import ArgumentRangeError
 from ._blocks import block_fields, load_block
 
 _BLOCKS = ("seed", "mlp4x")
@@ -78,10 +78,7 @@ def tune(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from .._mlp_block import MLPBlock
-    from .._options import Remat, StackOptions
-    from .._seed import Block
-    from .._tune import tune_stack
+    from .. import Block, MLPBlock, Remat, StackOptions, tune_stack
 
     for name in ("layers", "features", "batch", "rounds"):
         if getattr(args, name) < 1:

@@ -34,6 +34,7 @@ __all__ = [
     "abstract_variables",
     "confused_splits",
     "describe",
+    "leaf_reports",
 ]
 
 
@@ -143,6 +144,16 @@ class LayoutReport:
         }
 
 
+def leaf_reports(base, more_layers, more_batch) -> tuple[LeafReport, ...]:
+    """Every leaf of ``base`` with its axis roles, from the same variables evaluated with one
+    more layer and two more examples (trees of anything with ``.shape`` and ``.dtype``)."""
+    roles = axis_roles(base, more_layers, more_batch)
+    return tuple(
+        LeafReport(path, tuple(int(d) for d in leaf.shape), np.dtype(leaf.dtype).name, r)
+        for (path, r), leaf in zip(roles, jax.tree_util.tree_leaves(base))
+    )
+
+
 def confused_splits(composition: Composition, batch: int) -> list[ConfusedSplitError]:
     """The lifts of ``composition`` that split an RNG no params axis can hold (scan first)."""
     faults = []
@@ -195,14 +206,10 @@ def describe(block, composition: Composition, carry) -> LayoutReport:
     n = composition.num_layers
     more_n, more_b = probe_sizes(n, batch)
     base = abstract_variables(spec, composition, abstract)
-    roles = axis_roles(
+    leaves = leaf_reports(
         base,
         abstract_variables(spec, composition.with_layers(more_n), abstract),
         abstract_variables(spec, composition, with_batch(abstract, more_b)),
-    )
-    leaves = tuple(
-        LeafReport(path, tuple(int(d) for d in leaf.shape), np.dtype(leaf.dtype).name, r)
-        for (path, r), leaf in zip(roles, jax.tree_util.tree_leaves(base))
     )
     one = nn.meta.unbox(
         jax.eval_shape(

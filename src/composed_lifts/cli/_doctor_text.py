@@ -1,11 +1,9 @@
-"""A :class:`CheckReport` as readable terminal text (rich): the param tree with axis roles, the
+"""A doctor's :class:`CheckReport` as readable terminal text (rich): the param tree with axis roles, the
 totals, the unrolled equivalent, and the findings with their fixes."""
 
 from __future__ import annotations
 
-from ._check import CheckReport, Severity
-from ._describe import LayoutReport
-from ._roles import probe_sizes
+from ..doctor import CheckReport, LayoutReport, Severity, probe_sizes
 
 __all__ = ["render_text"]
 
