@@ -23,7 +23,7 @@ def test_default_is_the_seed_recipe():
     assert lifts.vmap["split_rngs"]["params"] is False
     assert c.recipe("Block").startswith(
         'nn.vmap(nn.scan(Block, variable_axes={"params": 0, True: 0}, split_rngs={"params": True, '
-        'True: True}, length=4, in_axes=0, out_axes=0, metadata_params={nn.PARTITION_NAME: '
+        "True: True}, length=4, in_axes=0, out_axes=0, metadata_params={nn.PARTITION_NAME: "
         '"layers"}), variable_axes={"params": None, "batch_stats": None, True: 0}, '
         'split_rngs={"params": False, True: True}'
     )

@@ -34,7 +34,9 @@ def built_from_recipe(report_or_layout, block):
     line = report_or_layout.as_dict()["recipe"]
     namespace = {"nn": nn, type(block).__name__: type(block)}
     exec(f"Model = {line}", namespace)  # noqa: S102 - the point of the test
-    fields = {k: getattr(block, k) for k in block.__dataclass_fields__ if k not in ("parent", "name")}
+    fields = {
+        k: getattr(block, k) for k in block.__dataclass_fields__ if k not in ("parent", "name")
+    }
     return namespace["Model"](**fields)
 
 
@@ -53,8 +55,16 @@ CASES = {
     "ensemble-no-split": (Block(features=2), Composition(num_layers=2, vmap=NO_SPLIT), (3, 2)),
     "layers-no-split": (Block(features=2), Composition(num_layers=3, scan=NO_SPLIT), (2, 2)),
     "tied": (Block(features=2), Composition(num_layers=3, scan=TIED), (2, 2)),
-    "scan-only": (Block(features=2), Composition.from_options(StackOptions(2, batch=BatchMode.NONE)), (5, 2)),
-    "reversed": (Block(features=3), Composition(num_layers=3, order=LiftOrder.SCAN_OF_VMAP), (3, 3)),
+    "scan-only": (
+        Block(features=2),
+        Composition.from_options(StackOptions(2, batch=BatchMode.NONE)),
+        (5, 2),
+    ),
+    "reversed": (
+        Block(features=3),
+        Composition(num_layers=3, order=LiftOrder.SCAN_OF_VMAP),
+        (3, 3),
+    ),
     "reversed-ensemble": (
         Block(features=2),
         Composition(num_layers=2, order=LiftOrder.SCAN_OF_VMAP, vmap=ENSEMBLE),
@@ -87,7 +97,10 @@ def test_printed_lifts_line_runs_verbatim_and_makes_what_was_described(name):
 
 
 def test_pytree_carry_recipe_runs():
-    carry = {"h": jax.ShapeDtypeStruct((4, 2), jnp.float32), "step": jax.ShapeDtypeStruct((4,), jnp.int32)}
+    carry = {
+        "h": jax.ShapeDtypeStruct((4, 2), jnp.float32),
+        "step": jax.ShapeDtypeStruct((4,), jnp.int32),
+    }
     layout = describe(PairCarry(features=2), Composition(num_layers=3, vmap=ENSEMBLE), carry)
     made = jax.eval_shape(built_from_recipe(layout, PairCarry(features=2)).init, KEY, carry, None)
     assert shapes(made) == {leaf.path: leaf.shape for leaf in layout.leaves}
@@ -98,11 +111,15 @@ def test_scan_without_split_makes_identical_layers():
     report = check(block, c, carry)
     (f,) = report.findings
     assert (f.pitfall, f.severity) == (Pitfall.LAYERS_WITHOUT_SPLIT, Severity.WARNING)
-    assert "3 identical layers" in f.message and "the scan's split_rngs={'params': False}" in f.message
+    assert (
+        "3 identical layers" in f.message and "the scan's split_rngs={'params': False}" in f.message
+    )
     assert "split_rngs={'params': True} on the scan" in f.fix
     # Flax: every layer's slice is the same at init.
     model = built_from_recipe(report, block)
-    kernel = np.asarray(jax.jit(model.init)(KEY, jnp.ones(carry), None)["params"]["Dense_0"]["kernel"])
+    kernel = np.asarray(
+        jax.jit(model.init)(KEY, jnp.ones(carry), None)["params"]["Dense_0"]["kernel"]
+    )
     assert kernel.shape == (3, 2, 2) and all(np.array_equal(kernel[0], k) for k in kernel)
 
 
@@ -111,7 +128,11 @@ def test_scan_without_split_makes_identical_layers():
     [
         (Composition(num_layers=2, scan=LiftParams(None, True)), "scan", "vmap"),
         (Composition(num_layers=2, vmap=LiftParams(None, True)), "vmap", "scan"),
-        (Composition(num_layers=2, order=LiftOrder.SCAN_OF_VMAP, vmap=LiftParams(None, True)), "vmap", "scan"),
+        (
+            Composition(num_layers=2, order=LiftOrder.SCAN_OF_VMAP, vmap=LiftParams(None, True)),
+            "vmap",
+            "scan",
+        ),
     ],
 )
 def test_confused_split_fix_names_the_lift_and_flax_fails(composition, lift, other):
@@ -160,7 +181,9 @@ def test_weight_tying_is_described_with_the_form_flax_accepts():
     assert "one set of params shared by all 3 layers" in f.message
     assert 'variable_broadcast="params"' in f.fix
     line = report.as_dict()["recipe"]
-    assert 'variable_broadcast="params"' in line and '"params": None' not in line.split("nn.vmap")[0]
+    assert (
+        'variable_broadcast="params"' in line and '"params": None' not in line.split("nn.vmap")[0]
+    )
     # Flax refuses the literal variable_axes={"params": None} on a scan, with a bare assertion.
     with pytest.raises(AssertionError):
         nn.scan(Block, variable_axes={"params": None}, split_rngs={"params": False}, length=3)(
@@ -181,7 +204,9 @@ def test_partitioned_block_is_described_and_built_without_a_layer_name():
     layout = describe(Partitioned(features=2), Composition(num_layers=2), (3, 2))
     assert layout.leaf("params/Dense_0/kernel").shape == (2, 2, 2)
     for name in ("layers", None):
-        model = linen_stack(Partitioned, StackOptions(num_layers=2, layer_axis_name=name))(features=2)
+        model = linen_stack(Partitioned, StackOptions(num_layers=2, layer_axis_name=name))(
+            features=2
+        )
         variables = model.init(KEY, jnp.ones((3, 2)))
         kernel = variables["params"]["Dense_0"]["kernel"]
         assert kernel.names == (name, "embed", "mlp") and kernel.value.shape == (2, 2, 2)
@@ -195,7 +220,11 @@ COMBOS = [
 ]
 
 
-@pytest.mark.parametrize("options", COMBOS, ids=lambda o: f"{o.batch.value}-{dict(o.collection_axes)}-{o.layer_axis_name}")
+@pytest.mark.parametrize(
+    "options",
+    COMBOS,
+    ids=lambda o: f"{o.batch.value}-{dict(o.collection_axes)}-{o.layer_axis_name}",
+)
 def test_doctor_matches_linen_stack_for_every_collection(options):
     axis = None if options.batch is BatchMode.NONE else "batch"
     block = Collections(features=2, axis_name=axis)

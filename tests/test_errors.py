@@ -30,10 +30,19 @@ CASES = {
         ["Residual(features=4) fails", "float32[5]", "incompatible shapes"],
     ),
     "LayerInputsError": (("xs", (4, 6), 0, 3), ["xs has shape (4, 6)", "num_layers=3"]),
-    "BatchSizeError": (({"carry['a']": 2, "carry['b']": 3},), ["carry['a'] has 2, carry['b'] has 3"]),
-    "MissingBatchAxisError": (("carry", (6,)), ["carry has shape (6,)", "x[None]", "BatchMode.NONE"]),
+    "BatchSizeError": (
+        ({"carry['a']": 2, "carry['b']": 3},),
+        ["carry['a'] has 2, carry['b'] has 3"],
+    ),
+    "MissingBatchAxisError": (
+        ("carry", (6,)),
+        ["carry has shape (6,)", "x[None]", "BatchMode.NONE"],
+    ),
     "MissingRngError": (("apply", ["params"], "no dropout"), ["rngs={'dropout'"]),
-    "SharedCollectionError": ((["batch_stats"], "batch"), ["axis_name='batch'", "{'batch_stats': 0}"]),
+    "SharedCollectionError": (
+        (["batch_stats"], "batch"),
+        ["axis_name='batch'", "{'batch_stats': 0}"],
+    ),
     "EnsembleSizeError": ((2, 3), ["2 members", "batch 3"]),
     "ConfusedSplitError": (("scan", 4), ["4 different inits", "on the scan"]),
     "BlockImportError": (("m:C", "cannot import module 'm'"), ["--block 'm:C': cannot import"]),

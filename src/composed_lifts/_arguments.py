@@ -80,7 +80,9 @@ def as_float32_matrix(
         try:
             host = np.asarray(x)
         except ValueError as err:  # ragged nested lists
-            raise InputShapeError(name, f"a ragged sequence (no array could be made: {err})") from None
+            raise InputShapeError(
+                name, f"a ragged sequence (no array could be made: {err})"
+            ) from None
         _check_real_dtype(name, host.dtype)
     shape = tuple(x.shape) if host is None else host.shape
     if len(shape) != 2:

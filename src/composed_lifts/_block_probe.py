@@ -73,6 +73,7 @@ def check_layer_inputs(xs, *, num_layers: int, xs_per_example: bool) -> None:
 
 def drop_axis(tree, axis: int):
     """Abstract leaves of ``tree`` without ``axis`` (one layer's slice of ``xs``)."""
+
     def drop(leaf):
         shape = jnp.shape(leaf)
         return jax.ShapeDtypeStruct(shape[:axis] + shape[axis + 1 :], jnp.result_type(leaf))
@@ -144,7 +145,7 @@ def check_block_step(
     new_carry = out[0]
     before = jax.tree_util.tree_structure(carry_one)
     after = jax.tree_util.tree_structure(new_carry)
-    if before != after:
+    if before != after:  # type: ignore[operator]  # PyTreeDef compares; its stub does not say
         raise CarryChangedError("structure", "carry", str(before), str(after))
     strip = (lambda s: s.shape[1:]) if batched else (lambda s: s.shape)
     for (path, old), new in zip(_leaves(carry_one), jax.tree_util.tree_leaves(new_carry)):

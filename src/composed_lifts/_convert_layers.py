@@ -10,6 +10,7 @@ with ``nn.with_partitioning`` first.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,7 @@ def layer_names(layers: Mapping, num_layers: int, *, prefix: str = "layers_") ->
     return names
 
 
-def unstack_params(tree, *, axis: int = 0, prefix: str = "layers_") -> dict:
+def unstack_params(tree: Any, *, axis: int = 0, prefix: str = "layers_") -> dict[str, Any]:
     """Split a stacked tree along ``axis`` into ``{"layers_0": tree_0, ...}``.
 
     >>> import jax.numpy as jnp
@@ -52,7 +53,7 @@ def unstack_params(tree, *, axis: int = 0, prefix: str = "layers_") -> dict:
     leaves = _flat(tree)
     if not leaves:
         raise LayoutMismatchError("tree", "holds no arrays", "unstack_params needs arrays to split")
-    sizes = {}
+    sizes: dict[int, str] = {}
     for path, leaf in leaves:
         if jnp.ndim(leaf) <= axis:
             raise LayoutMismatchError(
@@ -65,7 +66,9 @@ def unstack_params(tree, *, axis: int = 0, prefix: str = "layers_") -> dict:
     if len(sizes) > 1:
         seen = ", ".join(f"{path} has {n}" for n, path in sizes.items())
         raise LayoutMismatchError(
-            "tree", f"has {seen}", f"every leaf must have the same number of layers along axis {axis}"
+            "tree",
+            f"has {seen}",
+            f"every leaf must have the same number of layers along axis {axis}",
         )
     (num_layers,) = sizes
     index = (slice(None),) * axis
@@ -75,7 +78,7 @@ def unstack_params(tree, *, axis: int = 0, prefix: str = "layers_") -> dict:
     }
 
 
-def stack_params(layers: Mapping, *, axis: int = 0, prefix: str = "layers_"):
+def stack_params(layers: Mapping[str, Any], *, axis: int = 0, prefix: str = "layers_") -> Any:
     """Stack ``{"layers_0": tree_0, ...}`` into one tree with the layer axis at ``axis``.
 
     The inverse of :func:`unstack_params`: every layer must have the same tree
@@ -83,12 +86,14 @@ def stack_params(layers: Mapping, *, axis: int = 0, prefix: str = "layers_"):
     """
     axis = check_integer("axis", axis, minimum=0)
     if not isinstance(layers, Mapping) or not layers:
-        raise ArgumentTypeError("layers", f"a non-empty mapping {{'{prefix}0': tree, ...}}", repr(layers))
+        raise ArgumentTypeError(
+            "layers", f"a non-empty mapping {{'{prefix}0': tree, ...}}", repr(layers)
+        )
     names = layer_names(layers, len(layers), prefix=prefix)
     trees = [layers[name] for name in names]
     first = jax.tree_util.tree_structure(trees[0])
     for name, tree in zip(names[1:], trees[1:]):
-        if jax.tree_util.tree_structure(tree) != first:
+        if jax.tree_util.tree_structure(tree) != first:  # type: ignore[operator]
             raise LayoutMismatchError(
                 name,
                 f"has tree structure {jax.tree_util.tree_structure(tree)}",

@@ -9,12 +9,14 @@ moved, never recomputed, so round trips are exact (``==``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from ._errors import ArgumentTypeError, LayoutMismatchError
+from ._stack_nnx import NNXStack
 
 __all__ = ["linen_to_nnx", "nnx_to_linen"]
 
@@ -23,12 +25,12 @@ def _flat(tree):
     return jax.tree_util.tree_flatten_with_path(tree)[0]
 
 
-def nnx_to_linen(stack) -> dict:
+def nnx_to_linen(stack: NNXStack) -> dict[str, Any]:
     """The params of an NNX stack as the Linen stack's variables ``{"params": {...}}``."""
     return {"params": nnx.to_pure_dict(nnx.state(_layers(stack), nnx.Param))}
 
 
-def linen_to_nnx(variables: Mapping, stack):
+def linen_to_nnx(variables: Mapping[str, Any], stack: NNXStack) -> NNXStack:
     """A copy of NNX ``stack`` holding the params of Linen ``variables`` (``{"params": ...}``).
 
     Structure, shapes and dtypes must match exactly; the first difference is
@@ -36,7 +38,9 @@ def linen_to_nnx(variables: Mapping, stack):
     """
     if not isinstance(variables, Mapping) or "params" not in variables:
         raise ArgumentTypeError(
-            "variables", "a Linen variables dict with a 'params' collection", type(variables).__name__
+            "variables",
+            "a Linen variables dict with a 'params' collection",
+            type(variables).__name__,
         )
     params = variables["params"]
     want = nnx.to_pure_dict(nnx.state(_layers(stack), nnx.Param))

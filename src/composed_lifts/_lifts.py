@@ -127,7 +127,9 @@ def _kwargs_code(kwargs: Mapping[str, Any]) -> str:
     for key, value in kwargs.items():
         if key == "metadata_params":
             names = ", ".join(
-                f"nn.PARTITION_NAME: {_code(v)}" if k == nn.PARTITION_NAME else f"{_code(k)}: {_code(v)}"
+                f"nn.PARTITION_NAME: {_code(v)}"
+                if k == nn.PARTITION_NAME
+                else f"{_code(k)}: {_code(v)}"
                 for k, v in value.items()
             )
             parts.append(f"metadata_params={{{names}}}")
@@ -205,7 +207,7 @@ def derive_lifts(
     order: LiftOrder,
     scan: LiftParams,
     vmap: LiftParams,
-    collection_axes: tuple[tuple[str, int | None], ...] = (),
+    collection_axes: Mapping[str, int | None] | tuple[tuple[str, int | None], ...] = (),
     layer_axis_name: str | None = "layers",
     batch_axis_name: str = "batch",
     layer_index: bool = False,

@@ -168,5 +168,7 @@ def collection_axes_pairs(name: str, value: Any) -> tuple[tuple[str, int | None]
 def require_options(value: Any, name: str = "options") -> StackOptions:
     """``value`` if it is a :class:`StackOptions`; else the error every function taking one raises."""
     if not isinstance(value, StackOptions):
-        raise ArgumentTypeError(name, "a StackOptions", repr(value), "e.g. StackOptions(num_layers=4)")
+        raise ArgumentTypeError(
+            name, "a StackOptions", repr(value), "e.g. StackOptions(num_layers=4)"
+        )
     return value

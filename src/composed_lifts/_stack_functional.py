@@ -11,6 +11,7 @@ over the examples. Both take a ``layer_fn(params_i, carry, x_i) -> (carry, y)``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +29,14 @@ def _stack_trees(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def scan_layers(layer_fn: Callable, params, carry, xs=None, *, options: StackOptions):
+def scan_layers(
+    layer_fn: Callable[..., tuple[Any, Any]],
+    params: Any,
+    carry: Any,
+    xs: Any = None,
+    *,
+    options: StackOptions,
+) -> tuple[Any, Any]:
     """Apply N layers with ``jax.lax.scan`` over ``params`` (leading axis N), batched by ``jax.vmap``.
 
     This is the stack's definition, small enough to read::
@@ -83,8 +91,13 @@ def scan_layers(layer_fn: Callable, params, carry, xs=None, *, options: StackOpt
 
 
 def unroll_layers(
-    layer_fn: Callable, layers: Mapping[str, object], carry, xs=None, *, options: StackOptions
-):
+    layer_fn: Callable[..., tuple[Any, Any]],
+    layers: Mapping[str, Any],
+    carry: Any,
+    xs: Any = None,
+    *,
+    options: StackOptions,
+) -> tuple[Any, Any]:
     """The reference loop: ``layers`` maps ``"layers_0" ... "layers_{N-1}"`` to each layer's params.
 
     For ``BatchMode.SHARED`` every example uses the same ``layers``; for

@@ -74,9 +74,13 @@ def _check_variables(variables, one_layer, lifts: Lifts, batch: int, num_layers:
         if lifts.layer_axis(collection) is not None:
             want_lead += (num_layers,)
         if lifts.batch_axis(collection) is not None:
-            want_lead = (batch, *want_lead) if lifts.order is LiftOrder.VMAP_OF_SCAN else (
-                *want_lead,
-                batch,
+            want_lead = (
+                (batch, *want_lead)
+                if lifts.order is LiftOrder.VMAP_OF_SCAN
+                else (
+                    *want_lead,
+                    batch,
+                )
             )
         got = jax.tree_util.tree_flatten_with_path(nn.meta.unbox(tree))[0]
         want = jax.tree_util.tree_leaves(nn.meta.unbox(one_layer[collection]))
@@ -103,7 +107,9 @@ def _check_variables(variables, one_layer, lifts: Lifts, batch: int, num_layers:
 def _check_linen_step(stack: nn.Module, block, carry, xs, options: StackOptions, lifts) -> None:
     """Run :func:`check_block_step` on a fresh copy of ``block`` with the stack's fields."""
     init = stack.is_initializing()
-    provided = set(stack.scope.rngs) | {"params"}
+    scope = stack.scope
+    assert scope is not None  # called from the bound stack's __call__
+    provided = set(scope.rngs) | {"params"}
     keys = {name: jax.random.PRNGKey(0) for name in provided}
     fields = field_values(stack, block)
 
@@ -117,7 +123,7 @@ def _check_linen_step(stack: nn.Module, block, carry, xs, options: StackOptions,
             return out, {}
 
     else:  # apply one layer's slice of the stack's own variables, with the call's rngs only
-        if "params" not in stack.scope.rngs:
+        if "params" not in scope.rngs:
             keys.pop("params")
         variables = stack.variables
         shared = [
@@ -211,7 +217,7 @@ def linen_stack(block: type[nn.Module], options: StackOptions) -> type[nn.Module
     if options.remat is not Remat.NONE:
         target = nn.remat(target, policy=options.remat.policy(), prevent_cse=False)
     lifts = stack_lifts(options)
-    lifted = lifts.build(target)
+    lifted: Any = lifts.build(target)
     num_layers = options.num_layers
     xs_per_example = lifts.xs_axis() == 0
 

@@ -198,7 +198,7 @@ class NNXSplitApply:
     """
 
     def __init__(self, stack: nnx.Module):
-        graphdef, params, rest = nnx.split(stack, nnx.Param, ...)
+        graphdef, params, rest = nnx.split(stack, nnx.Param, ...)  # type: ignore[misc]
         param_leaves, self._params_def = jax.tree_util.tree_flatten(params)
         rest_leaves, self._rest_def = jax.tree_util.tree_flatten(rest)
         self._graphdef = graphdef

@@ -10,7 +10,10 @@ from __future__ import annotations
 import gc
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 __all__ = ["calibrate", "round_robin", "time_call"]
 
@@ -24,13 +27,13 @@ def time_call(fn: Callable[[], object], inner: int = 1) -> float:
 
 
 def round_robin(
-    fns: Mapping[str, Callable[[], object]],
+    fns: Mapping[K, Callable[[], object]],
     *,
     rounds: int,
-    inner: Mapping[str, int] | int = 1,
+    inner: Mapping[K, int] | int = 1,
     on_round: Callable[[int], None] | None = None,
     shuffle: bool = True,
-) -> dict[str, list[float]]:
+) -> dict[K, list[float]]:
     """Time every ``fns[name]`` once per round, in turn; return seconds per call, one per round.
 
     ``inner[name]`` calls are timed together and averaged (for calls too short to
@@ -39,7 +42,7 @@ def round_robin(
     """
     if isinstance(inner, int):
         inner = {name: inner for name in fns}
-    samples: dict[str, list[float]] = {name: [] for name in fns}
+    samples: dict[K, list[float]] = {name: [] for name in fns}
     gc_was_on = gc.isenabled()
     gc.disable()
     try:

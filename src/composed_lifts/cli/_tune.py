@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from ..errors import ArgumentRangeError
 from ._blocks import block_fields, load_block
+
+if TYPE_CHECKING:
+    import flax.linen as nn
 
 _BLOCKS = ("seed", "mlp4x")
 
@@ -93,6 +97,7 @@ def tune(args: argparse.Namespace) -> int:
         if args.memory_budget_mb < 0:
             raise ArgumentRangeError("--memory-budget-mb", ">= 0", args.memory_budget_mb)
         budget = int(args.memory_budget_mb * 1e6)
+    block: type[nn.Module]
     if args.block in _BLOCKS:
         block = Block if args.block == "seed" else MLPBlock
         fields = {"features": args.features}

@@ -13,13 +13,15 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+from typing import Any
 
+import flax.linen as nn
 import jax
 
 from .._arguments import check_seed
 from .._block_spec import BlockSpec
 from .._errors import BlockCallError, BlockOutputError, CarryChangedError
-from .._options import BatchMode
+from .._options import BatchMode, StackOptions
 from ._compare import OrderComparison, compare_lift_orders
 from ._describe import LayoutReport, confused_splits, describe
 from ._inputs import as_block, as_carry, carry_text, check_one_layer, per_example
@@ -246,7 +248,13 @@ def _order_finding(block_name: str, cmp: OrderComparison) -> Finding:
     )
 
 
-def check(block, composition: Composition, carry, *, seed: int = 0) -> CheckReport:
+def check(
+    block: nn.Module | type[nn.Module],
+    composition: Composition | StackOptions,
+    carry: Any,
+    *,
+    seed: int = 0,
+) -> CheckReport:
     """Findings for ``composition`` of ``block`` on ``carry`` (arguments as for :func:`describe`).
 
     Spec faults and a carry that changes shape are found before the stack is

@@ -9,12 +9,14 @@ layer and batch axes.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax
 import numpy as np
 
 from .._errors import ConfusedSplitError
+from .._options import StackOptions
 from ._inputs import (
     BlockSpec,
     as_block,
@@ -171,7 +173,9 @@ def abstract_variables(block: BlockSpec, composition: Composition, carry):
     return nn.meta.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), carry, None))
 
 
-def describe(block, composition: Composition, carry) -> LayoutReport:
+def describe(
+    block: nn.Module | type[nn.Module], composition: Composition | StackOptions, carry: Any
+) -> LayoutReport:
     """The variables ``composition`` of ``block`` will have for ``carry``, with each axis's role.
 
     Args:
@@ -213,7 +217,9 @@ def describe(block, composition: Composition, carry) -> LayoutReport:
     )
     one = nn.meta.unbox(
         jax.eval_shape(
-            one_layer_init(spec, composition), jax.random.PRNGKey(0), per_example(abstract, composition)
+            one_layer_init(spec, composition),
+            jax.random.PRNGKey(0),
+            per_example(abstract, composition),
         )
     )
     one_leaves = jax.tree_util.tree_leaves(one)

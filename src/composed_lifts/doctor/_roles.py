@@ -10,6 +10,7 @@ any block, and when N == B (or either equals a feature width).
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import jax
 
@@ -53,7 +54,9 @@ def path_name(path) -> str:
     return "/".join(str(k) for k in keys)
 
 
-def axis_roles(base, more_layers, more_batch) -> list[tuple[str, tuple[AxisRole, ...]]]:
+def axis_roles(
+    base: Any, more_layers: Any, more_batch: Any
+) -> list[tuple[str, tuple[AxisRole, ...]]]:
     """Each leaf's path and axis roles from three evaluations of the same stack.
 
     The trees hold anything with a ``.shape`` (arrays, ``jax.ShapeDtypeStruct``).
