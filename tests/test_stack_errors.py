@@ -182,6 +182,26 @@ def test_shared_batch_stats_updated_per_example_is_refused_with_the_fix():
     per_example.apply(per_example.init(KEY, X), X, mutable=["batch_stats"])
 
 
+class NNXNormedNoAxis(nnx.Module):
+    def __init__(self, rngs, axis_name=None):
+        self.Dense_0 = nnx.Linear(F, F, rngs=rngs)
+        self.bn = nnx.BatchNorm(F, use_running_average=False, axis_name=axis_name, rngs=rngs)
+
+    def __call__(self, x, _):
+        return self.bn(self.Dense_0(x)), None
+
+
+def test_nnx_shared_batch_stats_updated_per_example_is_refused_too():
+    stack = nnx_stack(NNXNormedNoAxis, StackOptions(num_layers=N), rngs=nnx.Rngs(0))
+    with pytest.raises(errors.SharedCollectionError, match="axis_name='batch'"):
+        stack(X)
+    fixed = nnx_stack(
+        lambda r: NNXNormedNoAxis(r, axis_name="batch"), StackOptions(num_layers=N), rngs=nnx.Rngs(0)
+    )
+    final, _ = fixed(X)
+    assert final.shape == X.shape
+
+
 def test_ensemble_applied_to_another_batch_size_is_refused_in_linen_and_nnx():
     opts = StackOptions(num_layers=N, batch=BatchMode.ENSEMBLE)
     model = linen_stack(SeedLinen, opts)()

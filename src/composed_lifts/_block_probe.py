@@ -96,6 +96,7 @@ def check_block_step(
     batched: bool,
     xs_per_example: bool = False,
     axis_name: str | None = None,
+    per_example_state: bool = True,
 ) -> None:
     """Evaluate one layer abstractly and check it returns ``(carry, y)`` with an unchanged carry.
 
@@ -103,7 +104,8 @@ def check_block_step(
     1 named ``axis_name`` when ``batched``) and returns ``(out, shared)``: what the
     block returns, and the updated values of the collections a batched stack
     shares across the batch (a dict, empty when none), which must not depend on
-    the example.
+    the example. ``per_example_state``: whether the stack can keep such a collection
+    per example instead (Linen's ``collection_axes``), for the error's fix.
     """
 
     def abstract(leaf):
@@ -161,4 +163,6 @@ def check_block_step(
         try:  # the shared collections' updates must not be mapped over the batch
             jax.eval_shape(lifted((0, None)), carry_one, x_one)
         except ValueError as err:
-            raise SharedCollectionError(sorted(shared), axis_name or "batch") from err
+            raise SharedCollectionError(
+                sorted(shared), axis_name or "batch", per_example_state
+            ) from err

@@ -426,16 +426,20 @@ class SharedCollectionError(ComposedLiftsError, ValueError):
     copy per example: ``StackOptions(collection_axes={"batch_stats": 0})``.
     """
 
-    def __init__(self, collections: list[str], axis_name: str):
+    def __init__(self, collections: list[str], axis_name: str, per_example_fix: bool = True):
         self.collections, self.axis_name = list(collections), axis_name
         names = ", ".join(repr(c) for c in collections)
         first = collections[0]
+        other = (
+            f", or keep one copy per example with StackOptions(collection_axes={{{first!r}: 0}})"
+            if per_example_fix
+            else " (an NNX stack shares all its layers' state across the batch)"
+        )
         super().__init__(
             f"the block updates the collection(s) {names} per example, but the stack shares "
             f"them across the batch (the vmap's variable_axes {{{first!r}: None}}), so the "
             f"examples' updates have nowhere to go; reduce across the batch inside the block "
-            f"(nn.BatchNorm(axis_name={axis_name!r}), or jax.lax.pmean(..., {axis_name!r})), or "
-            f"keep one copy per example with StackOptions(collection_axes={{{first!r}: 0}})"
+            f"(nn.BatchNorm(axis_name={axis_name!r}), or jax.lax.pmean(..., {axis_name!r})){other}"
         )
 
 

@@ -98,9 +98,15 @@ class NNXStack(nnx.Module):
         graphdef, state = nnx.split(self.layers)
         first = (0,) * lifts.leading_axes("params")
 
+        shares_state = lifts.batched and lifts.batch_axis("params") is None
+
         def step(c, x, index):
             layer = nnx.merge(graphdef, jax.tree_util.tree_map(lambda a: a[first], state))
-            return (layer(c, x, index) if self.options.layer_index else layer(c, x)), {}
+            out = layer(c, x, index) if self.options.layer_index else layer(c, x)
+            # The vmap shares the layers' state across the batch: BatchNorm's statistics
+            # updated per example (no axis_name) would have nowhere to go.
+            stats = nnx.state(layer, nnx.BatchStat) if shares_state else {}
+            return out, ({"batch_stats": stats} if jax.tree_util.tree_leaves(stats) else {})
 
         check_block_step(
             step,
@@ -109,6 +115,7 @@ class NNXStack(nnx.Module):
             batched=lifts.batched,
             xs_per_example=lifts.xs_axis() == 0,
             axis_name=self.options.batch_axis_name,
+            per_example_state=False,
         )
 
 
