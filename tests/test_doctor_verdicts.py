@@ -106,21 +106,39 @@ def test_pytree_carry_recipe_runs():
     assert shapes(made) == {leaf.path: leaf.shape for leaf in layout.leaves}
 
 
-def test_scan_without_split_makes_identical_layers():
+@pytest.mark.parametrize("order", [LiftOrder.VMAP_OF_SCAN, LiftOrder.SCAN_OF_VMAP])
+def test_scan_without_split_makes_identical_layers(order):
     block, c, carry = CASES["layers-no-split"]
-    report = check(block, c, carry)
-    (f,) = report.findings
-    assert (f.pitfall, f.severity) == (Pitfall.LAYERS_WITHOUT_SPLIT, Severity.WARNING)
+    report = check(block, c.with_order(order), carry)
+    f = report.find(Pitfall.LAYERS_WITHOUT_SPLIT)
+    assert f is not None and f.severity is Severity.WARNING
     assert (
         "3 identical layers" in f.message and "the scan's split_rngs={'params': False}" in f.message
     )
     assert "split_rngs={'params': True} on the scan" in f.fix
     # Flax: every layer's slice is the same at init.
     model = built_from_recipe(report, block)
+    variables = jax.jit(model.init)(KEY, jnp.ones(carry), None)
+    kernel = np.asarray(variables["params"]["Dense_0"]["kernel"])
+    assert kernel.shape == (3, 2, 2) and all(np.array_equal(kernel[0], k) for k in kernel)
+    model.apply(variables, jnp.ones(carry), None)  # and it runs
+
+
+@pytest.mark.parametrize("order", [LiftOrder.VMAP_OF_SCAN, LiftOrder.SCAN_OF_VMAP])
+def test_ensemble_without_split_makes_identical_members_in_both_orders(order):
+    block, c, carry = CASES["ensemble-no-split"]
+    report = check(block, c.with_order(order), carry)
+    f = report.find(Pitfall.ENSEMBLE_WITHOUT_SPLIT)
+    assert f is not None and "on the vmap" in f.fix
+    model = built_from_recipe(report, block)
     kernel = np.asarray(
         jax.jit(model.init)(KEY, jnp.ones(carry), None)["params"]["Dense_0"]["kernel"]
     )
-    assert kernel.shape == (3, 2, 2) and all(np.array_equal(kernel[0], k) for k in kernel)
+    batch_axis = 0 if order is LiftOrder.VMAP_OF_SCAN else 1
+    members = np.moveaxis(kernel, batch_axis, 0)
+    assert len(members) == 3 and all(np.array_equal(members[0], m) for m in members)
+    layers = np.moveaxis(kernel, 1 - batch_axis, 0)
+    assert not np.array_equal(layers[0], layers[1])  # the scan still splits
 
 
 @pytest.mark.parametrize(
@@ -173,11 +191,12 @@ def test_residual_width_pitfall_is_reported_not_raised():
         jax.eval_shape(Residual(features=4).init, KEY, jnp.ones((5,)), None)
 
 
-def test_weight_tying_is_described_with_the_form_flax_accepts():
+@pytest.mark.parametrize("order", [LiftOrder.VMAP_OF_SCAN, LiftOrder.SCAN_OF_VMAP])
+def test_weight_tying_is_described_with_the_form_flax_accepts(order):
     block, c, carry = CASES["tied"]
-    report = check(block, c, carry)
-    (f,) = report.findings
-    assert (f.pitfall, f.severity) == (Pitfall.WEIGHT_TYING, Severity.INFO)
+    report = check(block, c.with_order(order), carry)
+    f = report.find(Pitfall.WEIGHT_TYING)
+    assert f is not None and f.severity is Severity.INFO
     assert "one set of params shared by all 3 layers" in f.message
     assert 'variable_broadcast="params"' in f.fix
     line = report.as_dict()["recipe"]
