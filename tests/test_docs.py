@@ -35,3 +35,15 @@ def test_the_doc_shows_sessions():
 def test_session_is_the_real_output(command, shown, status, capsys, monkeypatch):
     out, got = run_session(command, capsys, monkeypatch)
     assert (out, got) == (shown, int(status))
+
+
+def test_python_example_runs(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)  # it writes layout.png
+    namespace: dict = {}
+    exec(compile(blocks[0], str(DOC), "exec"), namespace)  # noqa: S102
+    assert [(f.pitfall.value, f.severity.value) for f in namespace["report"].findings] == [
+        ("ensemble-by-accident", "warning")
+    ]
+    assert (tmp_path / "layout.png").read_bytes()[:4] == b"\x89PNG"
