@@ -12,7 +12,7 @@ from typing import Any
 
 import flax.linen as nn
 
-__all__ = ["BlockSpec", "field_values"]
+__all__ = ["BlockSpec", "block_name", "field_values"]
 
 
 def field_values(module: nn.Module, cls: type[nn.Module] | None = None) -> dict[str, Any]:
@@ -24,6 +24,11 @@ def field_values(module: nn.Module, cls: type[nn.Module] | None = None) -> dict[
         for f in dataclasses.fields(cls)
         if f.init and f.name not in ("parent", "name")
     }
+
+
+def block_name(text: str) -> str:
+    """``Block`` from ``Block(features=8)`` (a :meth:`BlockSpec.text`)."""
+    return text.split("(", 1)[0]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 
 from .._arguments import check_seed
-from .._block_spec import BlockSpec
+from .._block_spec import BlockSpec, block_name
 from .._errors import BlockCallError, BlockOutputError, CarryChangedError
 from .._options import BatchMode, StackOptions
 from ._compare import OrderComparison, compare_lift_orders
@@ -88,6 +88,11 @@ class CheckReport:
     comparison: OrderComparison | None = None
 
     @property
+    def block_name(self) -> str:
+        """The block's class name (``Block``), as the lifts line names it."""
+        return block_name(self.block)
+
+    @property
     def ok(self) -> bool:
         """No finding is an error."""
         return not any(f.severity is Severity.ERROR for f in self.findings)
@@ -98,7 +103,7 @@ class CheckReport:
     def as_dict(self) -> dict:
         return {
             "block": self.block,
-            "recipe": self.composition.recipe(self.block.split("(")[0]),
+            "recipe": self.composition.recipe(self.block_name),
             "carry": self.carry,
             "batch": self.batch,
             "ok": self.ok,

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from .._block_spec import block_name
 from .._errors import ConfusedSplitError
 from .._options import StackOptions
 from ._inputs import (
@@ -114,6 +115,11 @@ class LayoutReport:
     unrolled: UnrolledTotals
 
     @property
+    def block_name(self) -> str:
+        """The block's class name (``Block``), as the lifts line names it."""
+        return block_name(self.block)
+
+    @property
     def count(self) -> int:
         return sum(leaf.count for leaf in self.leaves)
 
@@ -132,7 +138,7 @@ class LayoutReport:
         c = self.composition
         return {
             "block": self.block,
-            "recipe": c.recipe(self.block.split("(")[0]),
+            "recipe": c.recipe(self.block_name),
             "order": c.order.value,
             "num_layers": c.num_layers,
             "batch": self.batch,
