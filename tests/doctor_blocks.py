@@ -107,3 +107,14 @@ class Collections(nn.Module):
         if self.is_mutable_collection("counter"):
             calls.value += 1
         return h, None
+
+
+class GrowsCarry(nn.Module):
+    """Returns its dict carry with one more key: the carry changes structure."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, carry, _):
+        h = nn.Dense(self.features)(carry["h"])
+        return {"h": h, "extra": h[:1]}, None

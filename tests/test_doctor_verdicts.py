@@ -21,7 +21,16 @@ from composed_lifts.doctor import (
     check,
     describe,
 )
-from doctor_blocks import Casting, Collections, Gated, PairCarry, Partitioned, Residual, TwoWidths
+from doctor_blocks import (
+    Casting,
+    Collections,
+    Gated,
+    GrowsCarry,
+    PairCarry,
+    Partitioned,
+    Residual,
+    TwoWidths,
+)
 
 KEY = jax.random.PRNGKey(0)
 TIED = LiftParams(variable_axis=None, split_rngs=False)
@@ -255,3 +264,29 @@ def test_doctor_matches_linen_stack_for_every_collection(options):
     assert shapes(made) == {leaf.path: leaf.shape for leaf in layout.leaves}
     # init leaves out intermediates (Flax: mutable=DenyList("intermediates")); the rest are all here
     assert {p.split("/")[0] for p in shapes(made)} == {"params", "batch_stats", "counter"}
+
+
+def test_ensemble_by_accident_and_shared_by_accident_as_flax_makes_them():
+    block, c, carry = CASES["ensemble"]  # vmap params 0 with a split, meant shared
+    report = check(block, c, carry)
+    f = report.find(Pitfall.ENSEMBLE_BY_ACCIDENT)
+    assert f is not None and f"{carry[0]} x 2 = 8 independent layers" in f.message
+    variables = jax.jit(built_from_recipe(report, block).init)(KEY, jnp.ones(carry), None)
+    kernel = np.asarray(variables["params"]["Dense_0"]["kernel"])
+    assert kernel.size * 4 + 4 * 2 * 3 * 4 == report.layout.nbytes  # kernel + bias bytes
+    assert not np.array_equal(kernel[0], kernel[1])  # independent members, as it says
+    meant = Composition(num_layers=2, intent=BatchMode.ENSEMBLE)  # shared, meant an ensemble
+    report = check(block, meant, carry)
+    assert report.find(Pitfall.SHARED_BY_ACCIDENT) is not None
+    variables = jax.jit(built_from_recipe(report, block).init)(KEY, jnp.ones(carry), None)
+    assert variables["params"]["Dense_0"]["kernel"].shape == (2, 3, 3)  # no batch axis
+
+
+def test_carry_structure_change_is_its_own_finding():
+    carry = {"h": jax.ShapeDtypeStruct((3, 2), jnp.float32)}
+    report = check(GrowsCarry(features=2), Composition(num_layers=2), carry)
+    (f,) = report.findings
+    assert f.pitfall is Pitfall.CARRY_STRUCTURE and "keys and nesting" in f.fix
+    model = built_from_recipe(report, GrowsCarry(features=2))
+    with pytest.raises(Exception):  # noqa: B017 - Flax's scan refuses it too
+        jax.eval_shape(model.init, KEY, carry, None)
