@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from ._block_probe import check_block_step, check_layer_inputs, check_same_batch, drop_axis
 from ._block_spec import field_values
 from ._errors import ArgumentTypeError, EnsembleSizeError, LayoutMismatchError, MissingRngError
-from ._lifts import LiftOrder, Lifts, stack_lifts
+from ._lifts import Lifts, stack_lifts
 from ._options import Remat, StackOptions, require_options
 
 __all__ = ["linen_stack"]
@@ -70,18 +70,12 @@ def _check_variables(variables, one_layer, lifts: Lifts, batch: int, num_layers:
     for collection, tree in variables.items():
         if collection not in one_layer:
             continue
+        # linen_stack builds nn.vmap(nn.scan(block)): the batch axis (if any), then the layers
         want_lead: tuple[int, ...] = ()
+        if lifts.batch_axis(collection) is not None:
+            want_lead += (batch,)
         if lifts.layer_axis(collection) is not None:
             want_lead += (num_layers,)
-        if lifts.batch_axis(collection) is not None:
-            want_lead = (
-                (batch, *want_lead)
-                if lifts.order is LiftOrder.VMAP_OF_SCAN
-                else (
-                    *want_lead,
-                    batch,
-                )
-            )
         got = jax.tree_util.tree_flatten_with_path(nn.meta.unbox(tree))[0]
         want = jax.tree_util.tree_leaves(nn.meta.unbox(one_layer[collection]))
         if len(got) != len(want):
@@ -90,7 +84,7 @@ def _check_variables(variables, one_layer, lifts: Lifts, batch: int, num_layers:
             shape, expected = tuple(leaf.shape), want_lead + tuple(ref.shape)
             if shape == expected:
                 continue
-            members = lifts.batch_axis(collection) == 0 and lifts.order is LiftOrder.VMAP_OF_SCAN
+            members = collection == "params" and lifts.batch_axis("params") == 0
             if members and len(shape) == len(expected) and shape[1:] == expected[1:]:
                 raise EnsembleSizeError(shape[0], batch)
             raise LayoutMismatchError(
