@@ -13,6 +13,7 @@ import pytest
 
 from composed_lifts import BatchMode, Block, StackOptions, linen_stack
 from composed_lifts.doctor import (
+    AxisRole,
     Composition,
     LiftOrder,
     LiftParams,
@@ -262,6 +263,13 @@ def test_doctor_matches_linen_stack_for_every_collection(options):
         linen_stack(Collections, options)(features=2, axis_name=axis).init, KEY, jnp.ones(carry)
     )
     assert shapes(made) == {leaf.path: leaf.shape for leaf in layout.leaves}
+    # roles: a batch axis exactly where the stack maps the collection per example
+    per_example = {"params": options.batch is BatchMode.ENSEMBLE}
+    per_example["batch_stats"] = dict(options.collection_axes).get("batch_stats", None) == 0
+    per_example["counter"] = dict(options.collection_axes).get("counter", 0) == 0
+    for leaf in layout.leaves:
+        batched = per_example[leaf.path.split("/")[0]] and options.batch is not BatchMode.NONE
+        assert (AxisRole.BATCH in leaf.roles) == batched, leaf
     # init leaves out intermediates (Flax: mutable=DenyList("intermediates")); the rest are all here
     assert {p.split("/")[0] for p in shapes(made)} == {"params", "batch_stats", "counter"}
 

@@ -72,3 +72,10 @@ def test_class_owns_its_message(name):
     if name != "InputFileError":  # owned by the files module (see the report)
         params = list(inspect.signature(cls.__init__).parameters)[1:]
         assert params and params != ["args"]  # structured, not a free-form message
+
+
+def test_the_width_pitfall_is_one_failure_mode_wherever_it_is_found():
+    # found from composed_lifts_forward's arguments, or from a block's carry: one except catches both
+    assert issubclass(errors.WidthMismatchError, errors.CarryChangedError)
+    err = errors.WidthMismatchError("x_batch", 5, "features", 4)
+    assert err.kind == "shape" and isinstance(err, ValueError)

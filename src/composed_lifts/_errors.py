@@ -2,7 +2,10 @@
 
 Each class subclasses the builtin a user would catch (``ValueError`` or
 ``TypeError``) and :class:`ComposedLiftsError`, so callers can catch either.
-Messages name the argument, the value seen, the value expected, and the fix.
+Each owns its message, as ``flax/errors.py`` does: it is constructed from
+structured arguments (the argument or leaf, what was seen, what was expected,
+the fix), keeps them as attributes, and its docstring says the mistake and
+its fix. A failure raises the same class wherever it is found.
 """
 
 from __future__ import annotations
@@ -104,33 +107,6 @@ class InputShapeError(ComposedLiftsError, ValueError):
         )
 
 
-class WidthMismatchError(ComposedLiftsError, ValueError):
-    """The carry's width differs from ``features``: the scan's carry would change shape.
-
-    Pass ``features`` equal to the input's width, or give the input ``features`` columns.
-
-    >>> import numpy as np
-    >>> from composed_lifts import composed_lifts_forward
-    >>> composed_lifts_forward(0, np.ones((2, 5)), num_layers=3, features=4)
-    Traceback (most recent call last):
-    ...
-    composed_lifts._errors.WidthMismatchError: x_batch.shape[-1] is 5 but features is 4...
-    """
-
-    def __init__(self, argument: str, width: int, width_name: str, expected: int):
-        self.argument, self.width, self.width_name, self.expected = (
-            argument,
-            width,
-            width_name,
-            expected,
-        )
-        super().__init__(
-            f"{argument}.shape[-1] is {width} but {width_name} is {expected}: each layer maps its "
-            f"carry to width {expected}, so the carry would change shape between layers; pass "
-            f"{width_name}={width} or give {argument} {expected} columns"
-        )
-
-
 class InputDtypeError(ComposedLiftsError, TypeError):
     """``x_batch`` holds booleans, complex numbers, strings or objects instead of real numbers.
 
@@ -210,6 +186,40 @@ class CarryChangedError(ComposedLiftsError, ValueError):
                 f"example); a scan needs the carry to keep its {kind} from layer to layer"
             )
         super().__init__(f"{text}: {self.FIXES[kind]}")
+
+
+class WidthMismatchError(CarryChangedError):
+    """The carry's width differs from ``features``: the scan's carry would change shape.
+
+    The seed's width pitfall, found from the arguments before anything is built: a
+    :class:`CarryChangedError` (``kind == "shape"``), so one ``except`` catches it
+    wherever it is found.
+
+    Pass ``features`` equal to the input's width, or give the input ``features`` columns.
+
+    >>> import numpy as np
+    >>> from composed_lifts import composed_lifts_forward
+    >>> composed_lifts_forward(0, np.ones((2, 5)), num_layers=3, features=4)
+    Traceback (most recent call last):
+    ...
+    composed_lifts._errors.WidthMismatchError: x_batch.shape[-1] is 5 but features is 4...
+    """
+
+    def __init__(self, argument: str, width: int, width_name: str, expected: int):
+        self.argument, self.width, self.width_name, self.expected = (
+            argument,
+            width,
+            width_name,
+            expected,
+        )
+        self.kind, self.leaf = "shape", f"{argument}[i]"
+        self.before, self.after = f"width {width}", f"width {expected}"
+        ComposedLiftsError.__init__(
+            self,
+            f"{argument}.shape[-1] is {width} but {width_name} is {expected}: each layer maps its "
+            f"carry to width {expected}, so the carry would change shape between layers; pass "
+            f"{width_name}={width} or give {argument} {expected} columns",
+        )
 
 
 class BlockOutputError(ComposedLiftsError, TypeError):
