@@ -196,7 +196,9 @@ def test_nnx_shared_batch_stats_updated_per_example_is_refused_too():
     with pytest.raises(errors.SharedCollectionError, match="axis_name='batch'"):
         stack(X)
     fixed = nnx_stack(
-        lambda r: NNXNormedNoAxis(r, axis_name="batch"), StackOptions(num_layers=N), rngs=nnx.Rngs(0)
+        lambda r: NNXNormedNoAxis(r, axis_name="batch"),
+        StackOptions(num_layers=N),
+        rngs=nnx.Rngs(0),
     )
     final, _ = fixed(X)
     assert final.shape == X.shape
