@@ -66,7 +66,7 @@ def test_a_new_subcommand_gets_the_boundary_for_free(capsys, monkeypatch, err, s
 
 
 def test_debug_shows_the_traceback(capsys, monkeypatch):
-    monkeypatch.setattr(_run, "param_layout", _raising(RuntimeError("layout bug")))
+    monkeypatch.setattr(_run, "_param_layout", _raising(RuntimeError("layout bug")))
     hostile(capsys, "run", "--layers", "1", status=1, words=["layout bug", "--debug"])
     with pytest.raises(RuntimeError, match="layout bug"):
         cli.main(["run", "--layers", "1", "--debug"])

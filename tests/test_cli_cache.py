@@ -44,7 +44,7 @@ def test_a_folder_others_may_write_or_own_is_refused(capsys, tmp_path, monkeypat
             pytest.skip("changing a folder's owner needs root")
         os.chown(folder, owner, owner)
     monkeypatch.setenv("COMPOSED_LIFTS_CACHE", str(folder))
-    line, out = hostile(capsys, "run", words=["refusing the compilation cache folder", "off"])
+    line, out = hostile(capsys, "run", words=["the compilation cache folder", "is refused", "off"])
     assert out == "" and os.listdir(folder) == []
 
 

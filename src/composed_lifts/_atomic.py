@@ -20,6 +20,7 @@ import stat
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from ._errors import OutputFileError, ReadOnlyFileError
 
@@ -63,40 +64,45 @@ def check_writable(path: str | os.PathLike, flag: str = "output file") -> Path:
     folder = target.parent
     if len(target.name.encode()) > _name_max(folder):
         raise OutputFileError(
-            f"{flag} {shown!r}: the file name is {len(target.name.encode())} bytes long, more "
-            f"than the {_name_max(folder)} this file system allows; choose a shorter name"
+            f"{flag} {shown!r}",
+            f"has a file name {len(target.name.encode())} bytes long, more than the "
+            f"{_name_max(folder)} this file system allows",
+            "choose a shorter name",
         )
     try:
         fst = os.stat(folder)
     except FileNotFoundError:
         raise OutputFileError(
-            f"{flag} {shown!r}: folder {str(folder)!r} does not exist; create it first"
+            f"{flag} {shown!r}",
+            f"is in folder {str(folder)!r}, which does not exist",
+            "create it first",
         ) from None
     except OSError as err:
-        raise OutputFileError(f"{flag} {shown!r}: folder {str(folder)!r}: {err.strerror}") from None
+        raise OutputFileError(
+            f"{flag} {shown!r}", f"is in folder {str(folder)!r}, which fails: {err.strerror}"
+        ) from None
     if not stat.S_ISDIR(fst.st_mode):
         raise OutputFileError(
-            f"{flag} {shown!r}: {str(folder)!r} is {file_kind(fst)}, not a folder"
+            f"{flag} {shown!r}", f"is in {str(folder)!r}, which is {file_kind(fst)}, not a folder"
         )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputFileError(
-            f"{flag} {shown!r}: folder {str(folder)!r} is not writable; choose another folder"
+            f"{flag} {shown!r}",
+            f"is in folder {str(folder)!r}, which is not writable",
+            "choose another folder",
         )
     try:
         st = os.stat(target)
     except FileNotFoundError:
         return target
     except OSError as err:
-        raise OutputFileError(f"{flag} {shown!r}: {err.strerror}") from None
+        raise OutputFileError(f"{flag} {shown!r}", f"cannot be checked: {err.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise OutputFileError(
-            f"{flag} {shown!r} is {file_kind(st)}; give the path of a file to write"
+            f"{flag} {shown!r}", f"is {file_kind(st)}", "give the path of a file to write"
         )
     if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
-        raise ReadOnlyFileError(
-            f"{flag} {shown!r} is read-only (mode {stat.filemode(st.st_mode)}); we do not "
-            f"replace it: make it writable (chmod u+w) or write elsewhere"
-        )
+        raise ReadOnlyFileError(f"{flag} {shown!r}", stat.filemode(st.st_mode))
     return target
 
 
@@ -128,7 +134,7 @@ def _removed_on_signal(tmp: list[str | None]):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {}
+    previous: dict[int, Any] = {}
 
     def handler(signum, frame):
         _unlink(tmp[0])
@@ -174,13 +180,14 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
     tmp: list[str | None] = [None]
     with _removed_on_signal(tmp):
         try:
-            fd, tmp[0] = tempfile.mkstemp(
-                prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=folder
-            )
+            fd, name = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=folder)
         except OSError as err:
             raise OutputFileError(
-                f"cannot write {str(path)!r} in folder {str(folder)!r}: {err.strerror}"
+                f"output file {str(path)!r}",
+                f"cannot be written: cannot write a temporary file in folder "
+                f"{str(folder)!r}: {err.strerror}",
             ) from None
+        tmp[0] = name
         try:
             if st is None:
                 umask = os.umask(0)
@@ -195,7 +202,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp[0], target)
+            os.replace(name, target)
             tmp[0] = None
         finally:
             _unlink(tmp[0])

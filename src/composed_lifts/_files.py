@@ -38,12 +38,15 @@ JSON_MEMORY_FACTOR = 24
 _CHUNK = 1 << 16  # values formatted at a time when writing JSON
 
 
-def _suffix(path: str, what: str, error: type[Exception], also: str = "") -> str:
+def _suffix(
+    path: str, what: str, error: type[InputFileError] | type[OutputFileError], also: str = ""
+) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in ARRAY_SUFFIXES:
         raise error(
-            f"{what} {str(path)!r} has suffix {suffix or '(none)'!r}; expected one of "
-            f"{', '.join(ARRAY_SUFFIXES)}{also}"
+            f"{what} {str(path)!r}",
+            f"has suffix {suffix or '(none)'!r}",
+            f"name a file ending in one of {', '.join(ARRAY_SUFFIXES)}{also}",
         )
     return suffix
 
@@ -69,7 +72,9 @@ def read_array(
     if path == "-":
         stream = sys.stdin if stdin is None else stdin
         if stream is None:
-            raise InputFileError(f"{flag} '-': standard input is closed")
+            raise InputFileError(
+                f"{flag} '-'", "names standard input, which is closed", "name a file"
+            )
         text = stream.read() if limit is None else stream.read(limit + 1)
         _check_json_size(len(text), limit, max_memory, f"{flag} '-' (standard input)")
         return _from_json(text, f"{flag} '-' (standard input)")
@@ -78,12 +83,12 @@ def read_array(
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise InputFileError(f"{where} does not exist") from None
+        raise InputFileError(where, "does not exist") from None
     except OSError as err:
-        raise InputFileError(f"{where} cannot be opened: {err.strerror}") from None
+        raise InputFileError(where, f"cannot be opened: {err.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
-        hint = "; pipe JSON to --input - instead" if stat.S_ISFIFO(st.st_mode) else ""
-        raise InputFileError(f"{where} is {file_kind(st)}, not a regular file{hint}")
+        hint = "pipe JSON to --input - instead" if stat.S_ISFIFO(st.st_mode) else ""
+        raise InputFileError(where, f"is {file_kind(st)}, not a regular file", hint)
     try:
         if suffix == ".npy":
             return _read_npy(path, where, st.st_size, on_header)
@@ -94,12 +99,14 @@ def read_array(
         raise
     except Exception as err:  # numpy's header parser raises SyntaxError, TokenError, ...
         raise InputFileError(
-            f"{where} could not be read as {suffix}: {err}; is it corrupted or of another format?"
+            where,
+            f"could not be read as {suffix}: {err}",
+            "is it corrupted or of another format?",
         ) from None
 
 
 def _check_json_size(size: int, limit: int | None, max_memory: int | None, where: str) -> None:
-    if limit is not None and size > limit:
+    if limit is not None and max_memory is not None and size > limit:
         raise MemoryEstimateError(
             f"parsing {where} ({size / 1e6:.3g} MB or more of JSON)",
             size * JSON_MEMORY_FACTOR,
@@ -115,8 +122,9 @@ def _read_npy(path: str, where: str, size: int, on_header) -> np.ndarray:
         f.seek(0)
         if head.startswith(b"PK\x03\x04"):
             raise InputFileError(
-                f"{where} is a zip archive (an .npz?), not an .npy array; save the one array "
-                f"you mean with numpy.save"
+                where,
+                "is a zip archive (an .npz?), not an .npy array",
+                "save the one array you mean with numpy.save",
             )
         major, _ = fmt.read_magic(f)
         if major == 1:
@@ -125,16 +133,19 @@ def _read_npy(path: str, where: str, size: int, on_header) -> np.ndarray:
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         if dtype.hasobject:
             raise InputFileError(
-                f"{where} holds Python objects (dtype {dtype}), which we never unpickle; save an "
-                f"array of numbers"
+                where,
+                f"holds Python objects (dtype {dtype}), which we never unpickle",
+                "save an array of numbers",
             )
         need = math.prod(shape) * dtype.itemsize
         have = size - f.tell()
         if have != need:
             raise InputFileError(
-                f"{where} is {'truncated' if have < need else 'longer than its header says'}: "
-                f"the header says shape {shape} of {dtype} ({need:,} bytes of data) but "
-                f"{have:,} bytes follow it; is it corrupted?"
+                where,
+                f"is {'truncated' if have < need else 'longer than its header says'}: the "
+                f"header says shape {shape} of {dtype} ({need:,} bytes of data) but {have:,} "
+                f"bytes follow it",
+                "is it corrupted? write it again with numpy.save",
             )
         if on_header is not None:
             on_header(tuple(shape), dtype)
@@ -142,24 +153,23 @@ def _read_npy(path: str, where: str, size: int, on_header) -> np.ndarray:
         return fmt.read_array(f, allow_pickle=False)
 
 
+_JSON_FIX = "write a list of lists of numbers, one list per example"
+
+
 def _from_json(text: str, where: str) -> np.ndarray:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise InputFileError(f"{where} is not valid JSON: {err}") from None
+        raise InputFileError(where, f"is not valid JSON: {err}", _JSON_FIX) from None
     except RecursionError:
-        raise InputFileError(
-            f"{where} is nested too deeply; expected a list of lists of numbers"
-        ) from None
+        raise InputFileError(where, "is nested too deeply", _JSON_FIX) from None
     if not isinstance(data, list):
-        raise InputFileError(
-            f"{where} must hold a JSON list of lists of numbers, got a {type(data).__name__}"
-        )
+        raise InputFileError(where, f"holds a JSON {type(data).__name__}", _JSON_FIX)
     try:
         return np.asarray(data)
     except (ValueError, RecursionError) as err:
         raise InputFileError(
-            f"{where} is not a rectangular list of lists of numbers: {err}"
+            where, f"is not a rectangular list of lists of numbers: {err}", _JSON_FIX
         ) from None
 
 

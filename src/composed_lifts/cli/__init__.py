@@ -16,7 +16,7 @@ import errno
 import os
 import sys
 
-from .._errors import ComposedLiftsError, StandardOutputError
+from ..errors import ComposedLiftsError, StandardOutputError
 from . import _blocks, _cache, _inspect, _run, _tune
 
 __all__ = ["main"]
@@ -67,23 +67,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    if sys.stdout is None or sys.stdout.closed:
-        raise StandardOutputError()
+    if sys.stdout is None:
+        raise StandardOutputError("file descriptor 1 was closed when the program started")
+    if sys.stdout.closed:
+        raise StandardOutputError("sys.stdout is a closed file")
     folder = _cache.cache_folder()
-    verified = None
-    if folder is not None:
-        verified = _cache.open_cache(folder)
-        _cache.enable(folder)
+    if folder is None:
+        return _handle(args)
+    verified = _cache.open_cache(folder)
+    _cache.enable(folder)
     try:
-        status = int(args.handler(args) or 0)
-        sys.stdout.flush()
-        return status
+        return _handle(args)
     finally:
-        if verified is not None:
-            _cache.seal_cache(folder, verified)
+        _cache.seal_cache(folder, verified)
 
 
-def _one_line(text: str, limit: int = 600) -> str:
+def _handle(args: argparse.Namespace) -> int:
+    status = int(args.handler(args) or 0)
+    sys.stdout.flush()
+    return status
+
+
+def _one_line(text: object, limit: int = 600) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -14,7 +14,8 @@ import traceback
 
 import flax.linen as nn
 
-from .._errors import ArgumentTypeError, BlockImportError
+from .._block_spec import field_names
+from ..errors import ArgumentTypeError, BlockImportError
 
 __all__ = ["blame", "block_fields", "load_block"]
 
@@ -32,14 +33,13 @@ def load_block(text: str) -> type[nn.Module]:
     """Import ``module:Class`` (the current folder is importable, as with ``python -m``)."""
     module_name, sep, class_name = text.rpartition(":")
     if not sep or not module_name or not class_name:
-        raise BlockImportError(
-            f"--block must be MODULE:CLASS, e.g. mypkg.blocks:Residual, got {text!r}"
-        )
+        raise BlockImportError(text, "--block must be MODULE:CLASS, e.g. mypkg.blocks:Residual")
     if "/" in module_name or os.sep in module_name or module_name.endswith(".py"):
+        stem = os.path.splitext(os.path.basename(module_name))[0]
         raise BlockImportError(
-            f"--block {text!r}: {module_name!r} is a path; --block takes a module name: run "
-            f"from the folder that holds the file (or put it on PYTHONPATH) and pass "
-            f"{os.path.splitext(os.path.basename(module_name))[0]}:{class_name}"
+            text,
+            f"{module_name!r} is a path; --block takes a module name: run from the folder that "
+            f"holds the file (or put it on PYTHONPATH) and pass {stem}:{class_name}",
         )
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -47,25 +47,24 @@ def load_block(text: str) -> type[nn.Module]:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise BlockImportError(
-            f"--block {text!r}: cannot import module {module_name!r} ({err}); run from the "
-            f"folder that holds it or put it on PYTHONPATH"
+            text,
+            f"cannot import module {module_name!r} ({err}); run from the folder that holds it "
+            f"or put it on PYTHONPATH",
         ) from None
     except Exception as err:  # a syntax error in it, or an exception at import
         raise BlockImportError(
-            f"--block {text!r}: importing module {module_name!r} raised "
-            f"{type(err).__name__}: {err}{_where(err)}"
+            text,
+            f"importing module {module_name!r} raised {type(err).__name__}: {err}{_where(err)}",
         ) from None
-    if getattr(module, "__file__", None):
-        _LOADED[os.path.realpath(module.__file__)] = text
+    source = getattr(module, "__file__", None)
+    if source:
+        _LOADED[os.path.realpath(source)] = text
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise BlockImportError(
-            f"--block {text!r}: module {module_name!r} has no attribute {class_name!r}"
-        )
+        raise BlockImportError(text, f"module {module_name!r} has no attribute {class_name!r}")
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise BlockImportError(
-            f"--block {text!r} is {cls!r}, not a Linen module class (a subclass of "
-            f"flax.linen.Module)"
+            text, f"it is {cls!r}, not a Linen module class (a subclass of flax.linen.Module)"
         )
     return cls
 
@@ -76,26 +75,27 @@ def block_fields(cls: type[nn.Module], args: argparse.Namespace) -> dict:
     for item in args.field:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():
-            raise ArgumentTypeError(
-                f"--field must be NAME=VALUE, e.g. --field hidden=16, got {item!r}"
-            )
+            raise ArgumentTypeError("--field", "NAME=VALUE", repr(item), "e.g. --field hidden=16")
         try:
             fields[name] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             fields[name] = value
-    names = {f for f in getattr(cls, "__dataclass_fields__", {})}
+    names = set(field_names(cls))
     if "features" in fields and "features" in names:
         raise ArgumentTypeError(
-            f"--field features={fields['features']!r}: give features with --features, "
-            f"e.g. --features 16"
+            "--field",
+            "a field other than features",
+            f"features={fields['features']!r}",
+            "give features with --features, e.g. --features 16",
         )
     if "features" in names:
         fields.setdefault("features", args.features)
     unknown = sorted(set(fields) - names)
     if unknown:
         raise ArgumentTypeError(
-            f"--field {unknown[0]!r}: {cls.__name__} has no such field; its fields are "
-            f"{sorted(names - {'parent', 'name'})}"
+            "--field",
+            f"a field of {cls.__name__} ({sorted(names)})",
+            f"{unknown[0]!r}: {cls.__name__} has no such field",
         )
     return fields
 

@@ -25,8 +25,8 @@ import os
 import stat
 from pathlib import Path
 
-from .._errors import CacheFolderError
 from .._files import atomic_writer
+from ..errors import CacheFolderError
 
 __all__ = ["CACHE_ENV", "cache_folder", "open_cache", "seal_cache"]
 
@@ -58,25 +58,24 @@ def _check_owned(folder: Path) -> None:
     try:
         st = os.stat(folder)
     except OSError as err:
-        raise CacheFolderError(
-            f"{CACHE_ENV}: cannot use the compilation cache folder {str(folder)!r}: "
-            f"{err.strerror}; set {CACHE_ENV} to another folder or to off"
-        ) from None
+        raise CacheFolderError(str(folder), f"cannot be used: {err.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise CacheFolderError(
-            f"{CACHE_ENV}: {str(folder)!r} is not a folder; set {CACHE_ENV} to a folder or to off"
+            str(folder), "is not a folder", f"set {CACHE_ENV} to a folder or to off"
         )
     if st.st_uid != os.getuid():
         raise CacheFolderError(
-            f"{CACHE_ENV}: refusing the compilation cache folder {str(folder)!r}: it belongs to "
-            f"user id {st.st_uid}, not to you ({os.getuid()}), and a cache entry is a program "
-            f"that runs; set {CACHE_ENV} to a folder of your own or to off"
+            str(folder),
+            f"is refused: it belongs to user id {st.st_uid}, not to you ({os.getuid()}), and a "
+            f"cache entry is a program that runs",
+            f"set {CACHE_ENV} to a folder of your own or to off",
         )
     if st.st_mode & 0o022:
         raise CacheFolderError(
-            f"{CACHE_ENV}: refusing the compilation cache folder {str(folder)!r}: group or others "
-            f"may write to it (mode {stat.filemode(st.st_mode)}), and a cache entry is a program "
-            f"that runs; chmod 700 {str(folder)!r}, or set {CACHE_ENV} to another folder or to off"
+            str(folder),
+            f"is refused: group or others may write to it (mode {stat.filemode(st.st_mode)}), "
+            f"and a cache entry is a program that runs",
+            f"chmod 700 {str(folder)!r}, or set {CACHE_ENV} to another folder or to off",
         )
 
 
@@ -90,10 +89,7 @@ def open_cache(folder: Path) -> set[str]:
         try:
             folder.mkdir(mode=0o700, parents=True)
         except OSError as err:
-            raise CacheFolderError(
-                f"{CACHE_ENV}: cannot create the compilation cache folder {str(folder)!r}: "
-                f"{err.strerror}; set {CACHE_ENV} to another folder or to off"
-            ) from None
+            raise CacheFolderError(str(folder), f"cannot be created: {err.strerror}") from None
         os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
     _check_owned(folder)
     verified = set()

@@ -13,13 +13,12 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from .._errors import ArgumentRangeError, ArgumentTypeError, ComposedLiftsError, OutputFileError
+from .. import BatchMode, Block
 from .._files import check_writable
-from .._options import BatchMode
-from .._seed import Block
 from ..doctor import Composition, LiftOrder, LiftParams, Severity, check, plot_layout
-from ..doctor._report import render_text
+from ..errors import ArgumentRangeError, ArgumentTypeError, OutputFileError
 from ._blocks import block_fields, load_block
+from ._doctor_text import render_text
 from ._memory import check_memory, stack_param_bytes
 
 DEFAULT_LAYERS = 4
@@ -118,20 +117,22 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     for name in ("layers", "features", "batch"):
         if getattr(args, name) < 1:
-            raise ArgumentRangeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+            raise ArgumentRangeError(f"--{name}", ">= 1", getattr(args, name))
     if args.plot:
         _check_plot_path(args.plot)
     width = args.features if args.width is None else args.width
     if width < 1:
-        raise ArgumentRangeError(f"--width must be >= 1, got {width}")
+        raise ArgumentRangeError("--width", ">= 1", width)
     cls = Block if args.block is None else load_block(args.block)
     fields = block_fields(cls, args)
     try:
         block = cls(**fields)
     except TypeError as err:
         raise ArgumentTypeError(
-            f"{cls.__name__} could not be built from the fields {fields}: {err}; give the "
-            f"missing fields with --field NAME=VALUE"
+            "--field",
+            f"the fields {cls.__name__} needs",
+            f"{fields} ({err})",
+            "give the missing fields with --field NAME=VALUE",
         ) from None
     composition = Composition(
         num_layers=args.layers,
@@ -168,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
 def _check_plot_path(path: str) -> None:
     """Before any work: ``--plot`` names a ``.png`` file we can write."""
     if not path.lower().endswith(".png"):
-        raise OutputFileError(f"--plot {path!r} must end in .png: the picture is a PNG file")
+        raise OutputFileError(
+            f"--plot {path!r}", "does not end in .png", "name a .png file: the picture is a PNG"
+        )
     check_writable(path, "--plot")
 
 
@@ -177,8 +180,8 @@ def _check_memory(cls, fields, args, width: int) -> None:
     ensemble = args.vmap_variable_axes == "0"
     try:
         params = stack_param_bytes(cls, fields, args.layers, (args.batch, width), ensemble=ensemble)
-    except ComposedLiftsError:
-        return  # a composition that does not evaluate: the doctor explains it
+    except Exception:  # a block or composition that does not evaluate: the doctor explains it
+        return
     need = 4 * params + 8 * args.layers * args.batch * width * 4
     check_memory(
         need, "checking this composition", "--batch, --features or --layers", force=args.force

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .._errors import MemoryEstimateError
+from ..errors import MemoryEstimateError
 
 __all__ = ["available_bytes", "check_memory"]
 
@@ -71,8 +71,7 @@ def stack_param_bytes(block, fields: dict, num_layers: int, carry_shape, *, ense
     import jax
     import jax.numpy as jnp
 
-    from .._options import BatchMode, StackOptions
-    from .._stack_linen import linen_stack
+    from .. import BatchMode, StackOptions, linen_stack
 
     batch = BatchMode.ENSEMBLE if ensemble else BatchMode.SHARED
     model = linen_stack(block, StackOptions(num_layers=num_layers, batch=batch))(**fields)

@@ -12,17 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import (
-    InputShapeError,
-    NonFiniteInputError,
-    NonFiniteResultError,
-    WidthMismatchError,
-)
+from .. import Block, seed_model
+from .._arguments import as_float32_matrix, check_integer, check_seed
 from .._files import check_output_path, read_array, write_array, write_json_values
 from .._forward import _apply_params, _init_params
-from .._layout import param_layout
-from .._seed import Block
-from .._validate import as_float32_matrix, check_integer, check_seed
+from ..doctor import leaf_reports, probe_sizes
+from ..errors import InputShapeError, NonFiniteResultError, WidthMismatchError
 from ._memory import available_bytes, check_memory
 
 DEFAULT_LAYERS = 4
@@ -107,21 +102,20 @@ def _check_memory(args, batch: int, features: int, input_bytes: int) -> None:
 
 
 def _check_input_shape(args, shape: tuple[int, ...]) -> None:
+    where = f"--input {args.input!r}"
     if len(shape) != 2:
-        raise InputShapeError(
-            f"--input {args.input!r} holds a {len(shape)}-D array of shape {shape}; expected "
-            f"2-D (batch, features), one row per example"
-        )
+        raise InputShapeError(where, f"{len(shape)}-D with shape {shape}", "one row per example")
     if shape[1] < 1:
-        raise InputShapeError(
-            f"--input {args.input!r} has shape {shape}: no columns; give it one column per feature"
-        )
+        raise InputShapeError(where, f"shape {shape}: no columns", "give it one column per feature")
     if args.features is None:
         args.features = int(shape[1])
     elif shape[1] != args.features:
         raise WidthMismatchError(
-            f"--input {args.input!r} has {shape[1]} columns but --features is {args.features}; "
-            f"drop --features (it defaults to the input's width) or pass --features {shape[1]}"
+            "--input",
+            shape[1],
+            "--features",
+            args.features,
+            fix=f"drop --features (it defaults to the input's width) or pass --features {shape[1]}",
         )
 
 
@@ -164,17 +158,16 @@ def run(args: argparse.Namespace) -> int:
         source = f"default example: default_rng({args.seed}).standard_normal({x.shape})"
         name = "the default example"
     x32 = as_float32_matrix(
-        x, name, width=args.features, width_name="--features", check_finite=False
+        x, name, width=args.features, width_name="--features", finite_fix="clean the input"
     )
-    _check_finite_input(np.asarray(x32), name)
     seed_u32, layers, features = np.uint32(args.seed), args.layers, args.features
     static = {"num_layers": layers, "features": features}
     variables, t_init = _timed(_init_params, seed_u32, x32, **static)
     result, t_apply = _timed(_apply_params, variables, x32, **static)
     host = np.asarray(result)
     if not np.isfinite(host).all() and not args.allow_nonfinite:
-        raise NonFiniteResultError(_nonfinite_message(host, variables, x32, features))
-    layout = param_layout(variables, leading_axes=("layer",))
+        raise _nonfinite_result(host, variables, x32, features)
+    layout = _param_layout(variables, layers, features, x32)
     if args.output:
         write_array(args.output, host)
     report = {
@@ -184,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         "batch": int(x32.shape[0]),
         "input": source,
         "shape": list(result.shape),
-        "params": [leaf.as_dict() for leaf in layout],
+        "params": [leaf.as_dict() for leaf in layout],  # the same fields as inspect's leaves
         "timings_s": {"init": t_init, "apply": t_apply},
         "output": args.output,
     }
@@ -198,18 +191,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_finite_input(x: np.ndarray, name: str) -> None:
-    if not np.isfinite(x).all():
-        bad = np.argwhere(~np.isfinite(x))
-        first = tuple(int(i) for i in bad[0])
-        raise NonFiniteInputError(
-            f"{name} holds {len(bad)} NaN or infinite value(s) as float32, first at index "
-            f"{first} ({x[first]}); values beyond float32's range (about 3.4e38) become inf; "
-            f"clean the input"
-        )
-
-
-def _nonfinite_message(host: np.ndarray, variables, x32, features: int) -> str:
+def _nonfinite_result(host: np.ndarray, variables, x32, features: int) -> NonFiniteResultError:
     """Name the first layer whose output is not finite (one more compile, on failure only)."""
     step = jax.jit(lambda p, h: Block(features=features).apply({"params": p}, h, None)[0])
     layers = jax.tree_util.tree_leaves(variables)[0].shape[0]
@@ -219,17 +201,19 @@ def _nonfinite_message(host: np.ndarray, variables, x32, features: int) -> str:
         if not bool(jnp.isfinite(h).all()):
             first = i
             break
-    where = (
-        f"layer {first} (of {layers}, counting from 0) is the first whose output is not finite"
-        if first is not None
-        else "each layer alone stays finite"
-    )
-    return (
-        f"the result holds {int((~np.isfinite(host)).sum())} NaN or infinite value(s) of "
-        f"{host.size}, from a finite input: {where} (float32 overflows above about 3.4e38); "
-        f"scale the input down, or pass --allow-nonfinite to print and write it anyway (JSON "
-        f'gets the strings "NaN", "Infinity", "-Infinity")'
-    )
+    return NonFiniteResultError(int((~np.isfinite(host)).sum()), host.size, first, layers)
+
+
+def _param_layout(variables, num_layers: int, features: int, x):
+    """The doctor's leaf reports: each axis's role found by probing with N + 1 layers and B + 2
+    examples (shapes only), as ``composed-lifts inspect`` shows them."""
+    more_n, more_b = probe_sizes(num_layers, x.shape[0])
+
+    def shapes(n, b):
+        x_b = jax.ShapeDtypeStruct((b, x.shape[1]), x.dtype)
+        return jax.eval_shape(seed_model(n, features).init, jax.random.PRNGKey(0), x_b, None)
+
+    return leaf_reports(variables, shapes(more_n, x.shape[0]), shapes(num_layers, more_b))
 
 
 def _print_text(report: dict, matrix: np.ndarray, layout) -> None:
@@ -250,11 +234,11 @@ def _print_text(report: dict, matrix: np.ndarray, layout) -> None:
         params.add_row(
             leaf.path,
             str(leaf.shape),
-            "(" + ", ".join(leaf.axes) + ")",
+            "(" + ", ".join(role.value for role in leaf.roles) + ")",
             leaf.dtype,
-            f"{leaf.size:,}",
+            f"{leaf.count:,}",
         )
-    params.add_row("total", "", "", "", f"{sum(leaf.size for leaf in layout):,}")
+    params.add_row("total", "", "", "", f"{sum(leaf.count for leaf in layout):,}")
     console.print(params)
     shown = Table(
         title=f"result: final carry ({b}, {f}), returned flattened to ({b * f},)",

@@ -6,10 +6,14 @@ import argparse
 import json
 import math
 import sys
+from typing import TYPE_CHECKING
 
-from .._errors import ArgumentRangeError
+from ..errors import ArgumentRangeError
 from ._blocks import block_fields, load_block
 from ._memory import check_memory, stack_param_bytes
+
+if TYPE_CHECKING:
+    import flax.linen as nn
 
 _BLOCKS = ("seed", "mlp4x")
 
@@ -83,39 +87,38 @@ def register(commands) -> None:
 
 def _check_args(args: argparse.Namespace):
     """Every flag checked, named as typed, before anything is built; returns (remats, budget, dots)."""
-    from .._options import Remat
-    from .._tune import DOT_BACKENDS
+    from .. import Remat
+    from .._tune import DOT_BACKENDS  # the names tune_stack's dots take
 
     for name in ("layers", "features", "batch", "rounds"):
         if getattr(args, name) < 1:
-            raise ArgumentRangeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+            raise ArgumentRangeError(f"--{name}", ">= 1", getattr(args, name))
     if args.unrolls is not None:
         if not args.unrolls:
-            raise ArgumentRangeError("--unrolls must name at least one factor, e.g. 1,2,4")
+            raise ArgumentRangeError(
+                "--unrolls", "a list of at least one factor", "none", "e.g. --unrolls 1,2,4"
+            )
         bad = [u for u in args.unrolls if u < 1]
         if bad:
-            raise ArgumentRangeError(f"--unrolls must be >= 1, got {bad[0]}")
+            raise ArgumentRangeError("--unrolls", ">= 1", bad[0])
     try:
         remats = tuple(Remat(r.strip()) for r in args.remats.split(",") if r.strip())
     except ValueError:
         remats = ()
     if not remats:
         choices = ",".join(r.value for r in Remat)
-        raise ArgumentRangeError(f"--remats takes names from {choices}, got {args.remats!r}")
+        raise ArgumentRangeError("--remats", f"names from {choices}", repr(args.remats))
     dots = None
     if args.dots is not None:
         dots = tuple(d.strip() for d in args.dots.split(",") if d.strip())
         if not dots or any(d not in DOT_BACKENDS for d in dots):
-            raise ArgumentRangeError(
-                f"--dots takes names from {','.join(DOT_BACKENDS)}, got {args.dots!r}"
-            )
+            choices = ",".join(DOT_BACKENDS)
+            raise ArgumentRangeError("--dots", f"names from {choices}", repr(args.dots))
     budget = None
     if args.memory_budget_mb is not None:
         mb = args.memory_budget_mb
         if not (math.isfinite(mb) and 0 <= mb <= 1e12):
-            raise ArgumentRangeError(
-                f"--memory-budget-mb must be a number of MB in [0, 1e12], got {mb}"
-            )
+            raise ArgumentRangeError("--memory-budget-mb", "a number of MB in [0, 1e12]", mb)
         budget = int(mb * 1e6)
     return remats, budget, dots
 
@@ -131,12 +134,10 @@ def tune(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from .._mlp_block import MLPBlock
-    from .._options import StackOptions
-    from .._seed import Block
-    from .._tune import tune_stack
+    from .. import Block, MLPBlock, StackOptions, tune_stack
 
     remats, budget, dots = _check_args(args)
+    block: type[nn.Module]
     if args.block in _BLOCKS:
         block = Block if args.block == "seed" else MLPBlock
     else:
