@@ -16,6 +16,7 @@ __all__ = [
     "CarryChangedError",
     "ComposedLiftsError",
     "ConfusedSplitError",
+    "DeviceCountError",
     "InputDtypeError",
     "InputFileError",
     "InputShapeError",
@@ -25,6 +26,7 @@ __all__ = [
     "MissingRngError",
     "NonFiniteInputError",
     "SeedRangeError",
+    "ShardingRuleError",
     "UnsplitRngError",
     "WidthMismatchError",
 ]
@@ -146,3 +148,41 @@ class LayoutMismatchError(ComposedLiftsError, ValueError):
 
 class UnsplitRngError(ComposedLiftsError, ValueError):
     """An NNX block keeps an RNG stream that was not split per layer (it keeps the ``rngs`` it got)."""
+
+
+# --- many devices (_sharding.py) -------------------------------------------------------------
+
+
+class DeviceCountError(ComposedLiftsError, ValueError):
+    """A mesh asks for more devices than JAX has.
+
+    On CPU, XLA makes one device unless told otherwise, and only when told before
+    JAX starts: ``XLA_FLAGS=--xla_force_host_platform_device_count=8 python ...``.
+    """
+
+    def __init__(self, wanted: int, available: int, backend: str):
+        self.wanted, self.available = wanted, available
+        hint = (
+            "; on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count="
+            f"{wanted} in the environment before JAX starts (before `import jax`)"
+            if backend == "cpu"
+            else ""
+        )
+        super().__init__(
+            f"the mesh needs {wanted} devices but JAX sees {available} ({backend}){hint}"
+        )
+
+
+class ShardingRuleError(ComposedLiftsError, ValueError):
+    """A ``ShardingRules.param_axes`` entry names a different number of axes than the param has.
+
+    ``param_axes`` names the trailing (per-layer) axes only; the axes the lifts
+    add in front (layers, and batch for an ensemble) are named by the stack.
+    """
+
+    def __init__(self, path: str, shape: tuple, pattern: str, axes: tuple, lead: int):
+        super().__init__(
+            f"ShardingRules.param_axes entry {pattern!r} names {len(axes)} axes {axes} for "
+            f"param {path} of shape {tuple(shape)}, whose per-layer part (after the {lead} "
+            f"axes the lifts add) has {len(shape) - lead} axes; name exactly those"
+        )
