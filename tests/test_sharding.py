@@ -1,8 +1,9 @@
 """The stack on several (CPU) devices with JAX's own sharding: same numbers as on one device.
 
 conftest.py asks XLA for 4 host devices. The batch is split across a "data" mesh axis;
-params made with ``nn.with_partitioning`` are placed by their logical names, the layer
-axis included (``StackOptions.layer_axis_name``).
+params made with ``nn.with_partitioning`` are created on their shards by their logical
+names, the layer axis included (``StackOptions.layer_axis_name``). The 8-device layouts
+are in ``test_multidevice.py``.
 """
 
 import flax.linen as nn
@@ -10,10 +11,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from composed_lifts import StackOptions, linen_stack
+from composed_lifts import (
+    ShardingRules,
+    StackOptions,
+    device_mesh,
+    linen_stack,
+    shard_batch,
+    sharded_init,
+)
 
 F, N, B = 8, 4, 8
 
@@ -31,10 +38,10 @@ pytestmark = pytest.mark.skipif(len(jax.devices()) < 4, reason="needs 4 devices 
 
 
 def test_data_and_model_parallel_match_one_device():
-    auto = (jax.sharding.AxisType.Auto,) * 2  # let XLA propagate shardings (GSPMD)
-    mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=auto)
-    rules = (("layers", None), ("embed", None), ("mlp", "model"), ("batch", "data"))
-    model = linen_stack(ShardedMLP, StackOptions(num_layers=N))()
+    mesh = device_mesh({"data": 2, "model": 2})
+    rules = ShardingRules(batch="data", features=(("embed", None), ("mlp", "model")))
+    options = StackOptions(num_layers=N)
+    model = linen_stack(ShardedMLP, options)()
     x = jnp.asarray(np.random.default_rng(0).standard_normal((B, F)), jnp.float32)
     boxed = model.init(jax.random.PRNGKey(0), x)
     specs = nn.get_partition_spec(boxed)
@@ -42,10 +49,14 @@ def test_data_and_model_parallel_match_one_device():
     variables = nn.meta.unbox(boxed)
     want, _ = jax.jit(model.apply)(variables, x)
 
-    shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
-    placed = jax.device_put(variables, shardings)
-    x_placed = jax.device_put(x, NamedSharding(mesh, P("data", None)))
+    placed = sharded_init(model, mesh, rules, jax.random.PRNGKey(0), x, options=options)
+    # The block's own names win; param_axes is only for params without metadata.
     assert placed["params"]["w1"].sharding.spec == P(None, None, "model")
+    assert placed["params"]["w2"].sharding.spec == P(None, "model", None)
+    assert placed["params"]["w1"].addressable_shards[0].data.shape == (N, F, F)  # 2F / 2
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), placed, variables)
+    x_placed = shard_batch(x, mesh, rules)
+    assert x_placed.sharding.spec == P("data")
     got, _ = jax.jit(model.apply)(placed, x_placed)
     assert len(got.sharding.device_set) == 4
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
