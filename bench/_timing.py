@@ -1,4 +1,5 @@
-"""Timing helpers shared by the benchmarks: round-robin measurement and the machine record.
+"""Timing helpers for the benchmarks: the machine record, and the round-robin timer that
+``composed_lifts.tune_stack`` uses too (one implementation, in ``composed_lifts._timing``).
 
 Absolute times drift by tens of percent on the shared 2-core machines these
 benchmarks run on, so every figure that matters is a ratio of two measurements
@@ -9,14 +10,12 @@ turn, so a slow spell hits all of them alike.
 from __future__ import annotations
 
 import datetime
-import gc
 import importlib.metadata
 import os
 import platform
-import random
 import statistics
-import time
-from collections.abc import Callable, Mapping
+
+from composed_lifts._timing import calibrate, round_robin, time_call
 
 __all__ = ["calibrate", "machine_info", "round_robin", "summarize", "time_call"]
 
@@ -56,59 +55,6 @@ def machine_info() -> dict:
         "note": "shared machine: other developers ran tests concurrently, so absolute times "
                 "drift; only ratios measured round-robin in one process are meaningful",
     }
-
-
-def time_call(fn: Callable[[], object], inner: int = 1) -> float:
-    """Seconds per call of ``fn`` (which must block until ready), averaged over ``inner`` calls."""
-    start = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - start) / inner
-
-
-def round_robin(
-    fns: Mapping[str, Callable[[], object]],
-    *,
-    rounds: int,
-    inner: Mapping[str, int] | int = 1,
-    on_round: Callable[[int], None] | None = None,
-    shuffle: bool = True,
-) -> dict[str, list[float]]:
-    """Time every ``fns[name]`` once per round, in turn; return seconds per call, one per round.
-
-    ``inner[name]`` calls are timed together and averaged (for calls too short to
-    time one by one). The order within a round is shuffled (seeded) so that no
-    contender always follows the same neighbour. Garbage collection is off while timing.
-    """
-    if isinstance(inner, int):
-        inner = {name: inner for name in fns}
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
-        order = list(fns)
-        rng = random.Random(0)
-        for r in range(rounds):
-            if shuffle:
-                rng.shuffle(order)
-            for name in order:
-                samples[name].append(time_call(fns[name], inner.get(name, 1)))
-            if on_round is not None:
-                on_round(r)
-            gc.collect()
-    finally:
-        if gc_was_on:
-            gc.enable()
-    return samples
-
-
-def calibrate(fn: Callable[[], object], target_s: float = 0.02, cap: int = 10_000) -> int:
-    """How many calls of ``fn`` take about ``target_s`` (at least 1)."""
-    t = time_call(fn)
-    if t >= target_s:
-        return 1
-    t = min(t, time_call(fn))
-    return max(1, min(cap, int(target_s / max(t, 1e-7))))
 
 
 def summarize(samples: list[float]) -> dict:

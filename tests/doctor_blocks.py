@@ -59,3 +59,62 @@ class Halves(nn.Module):
 
 
 NOT_A_BLOCK = 3
+
+
+class Residual(nn.Module):
+    """x + Dense(features)(x): the seed's width pitfall in its most common form."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, _):
+        return x + nn.Dense(self.features)(x), None
+
+
+class Casting(nn.Module):
+    """Dense(features) whose output is cast to bfloat16: the carry changes dtype, not width."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, _):
+        return nn.Dense(self.features)(x).astype(jnp.bfloat16), None
+
+
+class Partitioned(nn.Module):
+    """A Dense whose kernel carries logical axis names (``nn.with_partitioning``)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, _):
+        init = nn.with_partitioning(nn.initializers.lecun_normal(), ("embed", "mlp"))
+        return nn.relu(nn.Dense(self.features, kernel_init=init)(x)), None
+
+
+class Collections(nn.Module):
+    """params, batch_stats (BatchNorm), intermediates (sow) and a collection of its own."""
+
+    features: int
+    axis_name: str | None = "batch"
+
+    @nn.compact
+    def __call__(self, x, _):
+        h = nn.BatchNorm(use_running_average=False, axis_name=self.axis_name)(x)
+        h = nn.relu(nn.Dense(self.features)(h))
+        self.sow("intermediates", "h", h)
+        calls = self.variable("counter", "calls", lambda: jnp.zeros((), jnp.int32))
+        if self.is_mutable_collection("counter"):
+            calls.value += 1
+        return h, None
+
+
+class GrowsCarry(nn.Module):
+    """Returns its dict carry with one more key: the carry changes structure."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, carry, _):
+        h = nn.Dense(self.features)(carry["h"])
+        return {"h": h, "extra": h[:1]}, None

@@ -34,8 +34,10 @@ def test_default_example_text_output():
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "composed_lifts_forward(seed=0, x_batch: (4, 8), num_layers=4, features=8)" in out
-    assert "params/Dense_0/kernel" in out and "(4, 8, 8)" in out and "(layer, in, out)" in out
-    assert "params/Dense_0/bias" in out and "(layer, out)" in out
+    # axis roles found by probing, as composed-lifts inspect shows them
+    assert "params/Dense_0/kernel" in out and "(4, 8, 8)" in out
+    assert "(layer, feature, feature)" in out
+    assert "params/Dense_0/bias" in out and "(layer, feature)" in out
     assert "init" in out and "apply" in out and " ms" in out
     want = np.asarray(composed_lifts_forward(0, default_x(0, 4, 8), 4, 8)).reshape(4, 8)
     assert f"{want.max():.5g}" in out
@@ -65,7 +67,8 @@ def test_json_output_and_npy_output_are_the_function_bits(tmp_path):
     np.testing.assert_array_equal(np.load(out_file), want)
     assert report["shape"] == [30]
     kernel = next(p for p in report["params"] if p["path"].endswith("kernel"))
-    assert kernel["shape"] == [3, 5, 5] and kernel["axes"] == ["layer", "in", "out"]
+    assert kernel["shape"] == [3, 5, 5] and kernel["roles"] == ["layer", "feature", "feature"]
+    assert set(kernel) == {"path", "shape", "dtype", "roles", "count", "bytes"}  # as inspect
     assert set(report["timings_s"]) == {"init", "apply"}
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 

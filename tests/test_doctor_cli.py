@@ -19,7 +19,7 @@ def test_seed_composition_is_clean(capsys, monkeypatch):
     status, out, err = inspect(capsys, "--layers", "3", "--features", "4", "--batch", "2")
     assert status == 0, err
     assert "Block(features=4), N=3 layers, B=2 examples, carry float32[2, 4]" in out
-    assert 'nn.vmap(nn.scan(Block, variable_axes={"params": 0}' in out
+    assert 'nn.vmap(nn.scan(Block, variable_axes={"params": 0, True: 0}' in out
     assert "kernel  (3, 4, 4)  (N=3, F=4, F=4)" in out and "bias    (3, 4)     (N=3, F=4)" in out
     assert "evaluated again with N=4 and with B=4" in out
     assert "total: 60 params, 240 bytes" in out
@@ -75,7 +75,7 @@ def test_json_for_an_ensemble_by_accident(capsys):
     "args, pitfall, words",
     [
         (["--width", "5"], "width-mismatch", "x.shape[-1] is 5 but Block(features=4)"),
-        (["--vmap-split-rngs", "true"], "confused-split", "got axis spec None but output was"),
+        (["--vmap-split-rngs", "true"], "confused-split", "vmap has mapped output but out_axes"),
     ],
 )
 def test_error_findings_exit_1(capsys, args, pitfall, words):
@@ -184,9 +184,8 @@ def test_console_script_imports_a_block_from_the_current_folder():
 def test_text_keeps_brackets_in_messages():
     from rich.console import Console
 
-    from composed_lifts.doctor import Composition, Finding, Pitfall, Severity
-    from composed_lifts.doctor._check import CheckReport
-    from composed_lifts.doctor._report import render_text
+    from composed_lifts.cli._doctor_text import render_text
+    from composed_lifts.doctor import CheckReport, Composition, Finding, Pitfall, Severity
 
     finding = Finding(
         Pitfall.LIFT_ORDER_REVERSED, Severity.WARNING, "params[0] moved", "index [layer, example]"
@@ -199,3 +198,11 @@ def test_text_keeps_brackets_in_messages():
     text = console.export_text()
     assert "WARNING lift-order-reversed: params[0] moved" in text
     assert "fix: index [layer, example]" in text and "carry float32[3, 2]" in text
+
+
+def test_residual_width_pitfall_is_a_finding_not_a_traceback(capsys):
+    status, out, err = inspect(
+        capsys, "--block", "doctor_blocks:Residual", "--features", "4", "--width", "5"
+    )
+    assert status == 1 and "Traceback" not in out + err
+    assert "ERROR width-mismatch:" in out and "x.shape[-1] is 5 but Residual(features=4)" in out

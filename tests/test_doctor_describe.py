@@ -20,6 +20,7 @@ from composed_lifts.errors import (
     CarryChangedError,
     ConfusedSplitError,
     LayoutProbeError,
+    MissingBatchAxisError,
 )
 from doctor_blocks import Gated, Halves, PairCarry, TwoWidths
 
@@ -96,7 +97,7 @@ def test_describe_refuses_what_would_fail_in_jax():
     with pytest.raises(ConfusedSplitError) as info:
         describe(Block(features=2), confused, carry=(4, 2))
     message = str(info.value)
-    assert "4 different inits" in message and "got axis spec None but output was batched" in message
+    assert "4 different inits" in message and "vmap has mapped output but out_axes is None" in message
     assert "split_rngs={'params': False}" in message  # the fix
     with pytest.raises(CarryChangedError, match=r"from float32\[5\] to float32\[4\]"):
         describe(Block(features=4), Composition(num_layers=2), carry=(2, 5))
@@ -105,14 +106,14 @@ def test_describe_refuses_what_would_fail_in_jax():
 
 
 def test_bad_arguments():
-    with pytest.raises(BatchSizeError, match=r"carry has shape \(\).*batch on axis 0"):
+    with pytest.raises(MissingBatchAxisError, match=r"carry is a scalar.*leading batch axis"):
         describe(Block(features=2), Composition(num_layers=2), carry=jnp.zeros(()))
     ragged = {"a": jnp.zeros((2, 2)), "b": jnp.zeros((3, 2))}
     with pytest.raises(BatchSizeError, match=r"carry\['a'\] has 2, carry\['b'\] has 3"):
         describe(Block(features=2), Composition(num_layers=2), carry=ragged)
     with pytest.raises(ArgumentTypeError, match=r"carry leaves must be arrays.*got float 1.0.*carry=\(4, 8\)"):
         describe(Block(features=2), Composition(num_layers=2), carry=[[1.0, 2.0]])
-    with pytest.raises(ArgumentTypeError, match=r"Block needs field values.*Block\(features=8\)"):
+    with pytest.raises(ArgumentTypeError, match=r"the class Block, which needs field values.*Block\(features=8\)"):
         describe(Block, Composition(num_layers=2), carry=(2, 2))
     with pytest.raises(ArgumentTypeError, match=r"composition must be a Composition or a StackOptions, got 3"):
         describe(Block(features=2), 3, carry=(2, 2))

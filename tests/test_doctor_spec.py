@@ -16,33 +16,34 @@ def test_default_is_the_seed_recipe():
     assert c.order is LiftOrder.VMAP_OF_SCAN and c.intent is BatchMode.SHARED
     assert c.scan == LiftParams(variable_axis=0, split_rngs=True)
     assert c.vmap == LiftParams(variable_axis=None, split_rngs=False)
-    assert c.scan_kwargs()["variable_axes"]["params"] == 0
-    assert c.scan_kwargs()["split_rngs"]["params"] is True and c.scan_kwargs()["length"] == 4
-    assert c.vmap_kwargs()["variable_axes"]["params"] is None
-    assert c.vmap_kwargs()["split_rngs"]["params"] is False
-    assert c.recipe("Block") == (
-        'nn.vmap(nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, '
-        'length=4), variable_axes={"params": None}, split_rngs={"params": False})'
+    lifts = c.lifts()
+    assert lifts.scan["variable_axes"]["params"] == 0 and lifts.scan["length"] == 4
+    assert lifts.scan["split_rngs"]["params"] is True
+    assert lifts.vmap["variable_axes"]["params"] is None
+    assert lifts.vmap["split_rngs"]["params"] is False
+    assert c.recipe("Block").startswith(
+        'nn.vmap(nn.scan(Block, variable_axes={"params": 0, True: 0}, split_rngs={"params": True, '
+        "True: True}, length=4, in_axes=0, out_axes=0, metadata_params={nn.PARTITION_NAME: "
+        '"layers"}), variable_axes={"params": None, "batch_stats": None, True: 0}, '
+        'split_rngs={"params": False, True: True}'
     )
     reversed_ = c.with_order(LiftOrder.SCAN_OF_VMAP).recipe("Block")
     assert reversed_.startswith("nn.scan(nn.vmap(Block, ")
 
 
 @pytest.mark.parametrize(
-    "batch, order, vmap",
+    "options",
     [
-        (BatchMode.SHARED, LiftOrder.VMAP_OF_SCAN, LiftParams(None, False)),
-        (BatchMode.ENSEMBLE, LiftOrder.VMAP_OF_SCAN, LiftParams(0, True)),
-        (BatchMode.NONE, LiftOrder.SCAN_ONLY, LiftParams(None, False)),
+        StackOptions(num_layers=3),
+        StackOptions(num_layers=3, batch=BatchMode.ENSEMBLE, layer_axis_name=None),
+        StackOptions(num_layers=3, batch=BatchMode.NONE),
+        StackOptions(num_layers=3, collection_axes={"batch_stats": 0}, batch_axis_name="b"),
     ],
 )
-def test_from_options_mirrors_linen_stack(batch, order, vmap):
-    options = StackOptions(num_layers=3, batch=batch)
-    c = Composition.from_options(options)
-    assert (c.num_layers, c.order, c.vmap, c.intent) == (3, order, vmap, batch)
-    if batch is not BatchMode.NONE:
-        assert c.vmap_kwargs()["variable_axes"]["params"] == options.vmap_variable_axes()["params"]
-        assert c.vmap_kwargs()["split_rngs"]["params"] == options.vmap_split_rngs()["params"]
+def test_from_options_derives_the_same_lifts_as_linen_stack(options):
+    from composed_lifts._lifts import stack_lifts
+
+    assert Composition.from_options(options).lifts() == stack_lifts(options)
 
 
 def test_compose_is_bitwise_the_seed_model():

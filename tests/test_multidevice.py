@@ -124,13 +124,13 @@ def test_too_few_devices_says_how_to_get_more():
 
 def test_rules_name_axes_the_mesh_lacks():
     mesh = device_mesh({"data": 2})
-    with pytest.raises(E.ArgumentTypeError, match=r"mesh axes \['model'\]"):
+    with pytest.raises(E.MeshAxisError, match=r"mesh axes \['model'\]"):
         shard_batch(jnp.ones((2, 3)), mesh, ShardingRules(features=(("mlp", "model"),)))
 
 
 def test_uneven_batch_is_refused():
     mesh = device_mesh({"data": 2})
-    with pytest.raises(E.ArgumentTypeError, match="3 examples cannot be split evenly"):
+    with pytest.raises(E.UnevenBatchError, match="3 examples cannot be split evenly"):
         shard_batch(jnp.ones((3, 4)), mesh, ShardingRules())
 
 

@@ -179,11 +179,7 @@ def test_options_are_validated(kwargs, cls, words):
 def test_options_are_hashable_and_typed():
     a = StackOptions(num_layers=3, collection_axes={"cache": None})
     assert hash(a) == hash(StackOptions(num_layers=3, collection_axes={"cache": None}))
-    assert a.vmap_variable_axes() == {"params": None, "batch_stats": None, "cache": None, True: 0}
-    assert StackOptions(num_layers=3, batch=BatchMode.ENSEMBLE).vmap_split_rngs() == {
-        "params": True,
-        True: True,
-    }
+    assert a.collection_axes == (("cache", None),)
 
 
 class Normed(nn.Module):

@@ -10,21 +10,35 @@ with ``nn.with_partitioning`` first.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from ._arguments import check_integer
 from ._errors import ArgumentTypeError, LayoutMismatchError
-from ._validate import check_integer
 
-__all__ = ["stack_params", "unstack_params"]
+__all__ = ["layer_names", "stack_params", "unstack_params"]
 
 
 def _flat(tree):
     return jax.tree_util.tree_flatten_with_path(tree)[0]
 
 
-def unstack_params(tree, *, axis: int = 0, prefix: str = "layers_") -> dict:
+def layer_names(layers: Mapping, num_layers: int, *, prefix: str = "layers_") -> list[str]:
+    """``["layers_0", ..., "layers_{N-1}"]``, checked to be exactly the keys of ``layers``."""
+    names = [f"{prefix}{i}" for i in range(num_layers)]
+    if set(layers) != set(names):
+        raise LayoutMismatchError(
+            "layers",
+            f"has the keys {sorted(layers)}",
+            f"it must have exactly the keys {prefix}0 ... {prefix}{num_layers - 1}",
+            "make them with unstack_params",
+        )
+    return names
+
+
+def unstack_params(tree: Any, *, axis: int = 0, prefix: str = "layers_") -> dict[str, Any]:
     """Split a stacked tree along ``axis`` into ``{"layers_0": tree_0, ...}``.
 
     >>> import jax.numpy as jnp
@@ -38,19 +52,23 @@ def unstack_params(tree, *, axis: int = 0, prefix: str = "layers_") -> dict:
     axis = check_integer("axis", axis, minimum=0)
     leaves = _flat(tree)
     if not leaves:
-        raise LayoutMismatchError("unstack_params got a tree with no arrays; nothing to split")
-    sizes = {}
+        raise LayoutMismatchError("tree", "holds no arrays", "unstack_params needs arrays to split")
+    sizes: dict[int, str] = {}
     for path, leaf in leaves:
         if jnp.ndim(leaf) <= axis:
             raise LayoutMismatchError(
-                f"leaf {jax.tree_util.keystr(path)} has shape {jnp.shape(leaf)}, which has no "
-                f"axis {axis} to split layers along; pass the axis that holds the layers"
+                f"leaf {jax.tree_util.keystr(path)}",
+                f"has shape {jnp.shape(leaf)}",
+                f"it has no axis {axis} to split layers along",
+                "pass the axis that holds the layers",
             )
         sizes.setdefault(jnp.shape(leaf)[axis], jax.tree_util.keystr(path))
     if len(sizes) > 1:
         seen = ", ".join(f"{path} has {n}" for n, path in sizes.items())
         raise LayoutMismatchError(
-            f"every leaf must have the same number of layers along axis {axis}: {seen}"
+            "tree",
+            f"has {seen}",
+            f"every leaf must have the same number of layers along axis {axis}",
         )
     (num_layers,) = sizes
     index = (slice(None),) * axis
@@ -60,7 +78,7 @@ def unstack_params(tree, *, axis: int = 0, prefix: str = "layers_") -> dict:
     }
 
 
-def stack_params(layers: Mapping, *, axis: int = 0, prefix: str = "layers_"):
+def stack_params(layers: Mapping[str, Any], *, axis: int = 0, prefix: str = "layers_") -> Any:
     """Stack ``{"layers_0": tree_0, ...}`` into one tree with the layer axis at ``axis``.
 
     The inverse of :func:`unstack_params`: every layer must have the same tree
@@ -69,28 +87,24 @@ def stack_params(layers: Mapping, *, axis: int = 0, prefix: str = "layers_"):
     axis = check_integer("axis", axis, minimum=0)
     if not isinstance(layers, Mapping) or not layers:
         raise ArgumentTypeError(
-            f"layers must be a non-empty mapping {{'{prefix}0': tree, ...}}, got {layers!r}"
+            "layers", f"a non-empty mapping {{'{prefix}0': tree, ...}}", repr(layers)
         )
-    num_layers = len(layers)
-    names = [f"{prefix}{i}" for i in range(num_layers)]
-    if set(layers) != set(names):
-        raise LayoutMismatchError(
-            f"layers must have exactly the keys {prefix}0 ... {prefix}{num_layers - 1}, got "
-            f"{sorted(layers)}"
-        )
+    names = layer_names(layers, len(layers), prefix=prefix)
     trees = [layers[name] for name in names]
     first = jax.tree_util.tree_structure(trees[0])
     for name, tree in zip(names[1:], trees[1:]):
-        if jax.tree_util.tree_structure(tree) != first:
+        if jax.tree_util.tree_structure(tree) != first:  # type: ignore[operator]
             raise LayoutMismatchError(
-                f"{name} has tree structure {jax.tree_util.tree_structure(tree)} but {names[0]} "
-                f"has {first}; every layer must have the same structure to be stacked"
+                name,
+                f"has tree structure {jax.tree_util.tree_structure(tree)}",
+                f"{names[0]} has {first}; every layer must have the same structure to be stacked",
             )
         for (path, a), b in zip(_flat(trees[0]), jax.tree_util.tree_leaves(tree)):
             if jnp.shape(a) != jnp.shape(b) or jnp.result_type(a) != jnp.result_type(b):
                 raise LayoutMismatchError(
-                    f"{name}{jax.tree_util.keystr(path)} is {jnp.result_type(b)}{jnp.shape(b)} "
-                    f"but {names[0]}{jax.tree_util.keystr(path)} is "
-                    f"{jnp.result_type(a)}{jnp.shape(a)}; layers must match to be stacked"
+                    f"{name}{jax.tree_util.keystr(path)}",
+                    f"is {jnp.result_type(b)}{jnp.shape(b)}",
+                    f"{names[0]}{jax.tree_util.keystr(path)} is {jnp.result_type(a)}{jnp.shape(a)}",
+                    "layers must match to be stacked",
                 )
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves, axis=axis), *trees)

@@ -9,12 +9,14 @@ moved, never recomputed, so round trips are exact (``==``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from ._errors import ArgumentTypeError, LayoutMismatchError
+from ._stack_nnx import NNXStack
 
 __all__ = ["linen_to_nnx", "nnx_to_linen"]
 
@@ -23,12 +25,12 @@ def _flat(tree):
     return jax.tree_util.tree_flatten_with_path(tree)[0]
 
 
-def nnx_to_linen(stack) -> dict:
+def nnx_to_linen(stack: NNXStack) -> dict[str, Any]:
     """The params of an NNX stack as the Linen stack's variables ``{"params": {...}}``."""
     return {"params": nnx.to_pure_dict(nnx.state(_layers(stack), nnx.Param))}
 
 
-def linen_to_nnx(variables: Mapping, stack):
+def linen_to_nnx(variables: Mapping[str, Any], stack: NNXStack) -> NNXStack:
     """A copy of NNX ``stack`` holding the params of Linen ``variables`` (``{"params": ...}``).
 
     Structure, shapes and dtypes must match exactly; the first difference is
@@ -36,8 +38,9 @@ def linen_to_nnx(variables: Mapping, stack):
     """
     if not isinstance(variables, Mapping) or "params" not in variables:
         raise ArgumentTypeError(
-            f"variables must be a Linen variables dict with a 'params' collection, got "
-            f"{type(variables).__name__}"
+            "variables",
+            "a Linen variables dict with a 'params' collection",
+            type(variables).__name__,
         )
     params = variables["params"]
     want = nnx.to_pure_dict(nnx.state(_layers(stack), nnx.Param))
@@ -47,16 +50,19 @@ def linen_to_nnx(variables: Mapping, stack):
         missing = sorted(set(want_paths) - set(got_paths))
         extra = sorted(set(got_paths) - set(want_paths))
         raise LayoutMismatchError(
-            f"Linen params and the NNX stack's params differ in structure: missing {missing}, "
-            f"unexpected {extra}; name the NNX block's attributes as the Linen block's "
-            f"submodules (e.g. self.Dense_0 = nnx.Linear(...))"
+            "the Linen params",
+            f"are missing {missing} and have unexpected {extra}",
+            "they must have the NNX stack's params' structure",
+            "name the NNX block's attributes as the Linen block's submodules (e.g. "
+            "self.Dense_0 = nnx.Linear(...))",
         )
     for path, leaf in got_paths.items():
         ref = want_paths[path]
         if jnp.shape(leaf) != jnp.shape(ref) or jnp.result_type(leaf) != jnp.result_type(ref):
             raise LayoutMismatchError(
-                f"params{path} is {jnp.result_type(leaf)}{jnp.shape(leaf)} but the NNX stack "
-                f"holds {jnp.result_type(ref)}{jnp.shape(ref)}"
+                f"params{path}",
+                f"is {jnp.result_type(leaf)}{jnp.shape(leaf)}",
+                f"the NNX stack holds {jnp.result_type(ref)}{jnp.shape(ref)}",
             )
     graphdef, state = nnx.split(stack)
     param_state = nnx.state(_layers(stack), nnx.Param)
@@ -69,7 +75,5 @@ def linen_to_nnx(variables: Mapping, stack):
 def _layers(stack):
     layers = getattr(stack, "layers", None)
     if not isinstance(layers, nnx.Module):
-        raise ArgumentTypeError(
-            f"stack must be an NNXStack made by nnx_stack, got {type(stack).__name__}"
-        )
+        raise ArgumentTypeError("stack", "an NNXStack made by nnx_stack", type(stack).__name__)
     return layers

@@ -8,8 +8,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from ._arguments import as_float32_matrix, check_integer, check_seed
 from ._seed import seed_model
-from ._validate import as_float32_matrix, check_integer, check_seed
 
 __all__ = ["composed_lifts_forward"]
 

@@ -5,13 +5,21 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 
+from ._arguments import check_integer
 from ._errors import ArgumentTypeError
-from ._validate import check_integer
 
-__all__ = ["BatchMode", "LayerInputs", "Remat", "StackOptions"]
+__all__ = [
+    "BatchMode",
+    "LayerInputs",
+    "Remat",
+    "StackOptions",
+    "collection_axes_pairs",
+    "require_options",
+]
 
 
 class BatchMode(enum.Enum):
@@ -70,8 +78,10 @@ def _check_enum(name: str, value, cls: type[enum.Enum]):
     if not isinstance(value, cls):
         choices = ", ".join(f"{cls.__name__}.{m.name}" for m in cls)
         raise ArgumentTypeError(
-            f"{name} must be a {cls.__name__} ({choices}), got {value!r}; "
-            f"to convert a string use {cls.__name__}({value!r})"
+            name,
+            f"a {cls.__name__} ({choices})",
+            repr(value),
+            f"to convert a string use {cls.__name__}({value!r})",
         )
 
 
@@ -92,6 +102,11 @@ class StackOptions:
         metadata (``nn.with_partitioning``); ``None`` adds no name.
       batch_axis_name: the vmap's axis name, for collectives such as
         ``BatchNorm(axis_name="batch")`` or ``jax.lax.pmean`` across the batch.
+      spmd_axis_name: the mesh axis the examples are split over (the vmap's
+        ``spmd_axis_name``), so that sharding constraints inside the block
+        (``nn.with_logical_constraint``, ``jax.lax.with_sharding_constraint``) keep the
+        batch split instead of gathering it; set it to ``ShardingRules.batch``.
+        ``None`` (the default) adds nothing.
       collection_axes: a mapping (kept as a sorted tuple of pairs, so that the
         options stay hashable) from collection name to the vmap's axis for it, for
         collections other than
@@ -108,6 +123,7 @@ class StackOptions:
     remat: Remat = Remat.NONE
     layer_axis_name: str | None = "layers"
     batch_axis_name: str = "batch"
+    spmd_axis_name: str | None = None
     collection_axes: Mapping[str, int | None] | tuple = ()
 
     def __post_init__(self):
@@ -119,45 +135,52 @@ class StackOptions:
         for name in ("layer_index", "reverse"):
             if not isinstance(getattr(self, name), bool):
                 raise ArgumentTypeError(
-                    f"StackOptions.{name} must be True or False, got {getattr(self, name)!r}"
+                    f"StackOptions.{name}", "True or False", repr(getattr(self, name))
                 )
         if self.layer_axis_name is not None and not isinstance(self.layer_axis_name, str):
             raise ArgumentTypeError(
-                f"StackOptions.layer_axis_name must be a str or None, got {self.layer_axis_name!r}"
+                "StackOptions.layer_axis_name", "a str or None", repr(self.layer_axis_name)
             )
         if not isinstance(self.batch_axis_name, str):
             raise ArgumentTypeError(
-                f"StackOptions.batch_axis_name must be a str, got {self.batch_axis_name!r}"
+                "StackOptions.batch_axis_name", "a str", repr(self.batch_axis_name)
             )
-        axes_in = self.collection_axes
-        if isinstance(axes_in, tuple):
-            try:
-                axes_in = dict(axes_in)
-            except (TypeError, ValueError):
-                pass
-        if not isinstance(axes_in, Mapping):
+        if self.spmd_axis_name is not None and not isinstance(self.spmd_axis_name, str):
             raise ArgumentTypeError(
-                "StackOptions.collection_axes must be a mapping from collection name to "
-                f"0 or None, got {self.collection_axes!r}"
+                "StackOptions.spmd_axis_name",
+                "a mesh axis name (str) or None",
+                repr(self.spmd_axis_name),
             )
-        for key, axis in axes_in.items():
-            if key == "params" or axis not in (0, None) or isinstance(axis, bool):
-                raise ArgumentTypeError(
-                    "StackOptions.collection_axes maps collections other than 'params' to 0 "
-                    f"(per example) or None (shared), got {key!r}: {axis!r}; params follow "
-                    "StackOptions.batch"
-                )
         # Stored as a sorted tuple of pairs so that options stay hashable (static under jit).
-        object.__setattr__(self, "collection_axes", tuple(sorted(axes_in.items())))
+        pairs = collection_axes_pairs("StackOptions.collection_axes", self.collection_axes)
+        object.__setattr__(self, "collection_axes", pairs)
 
-    def vmap_variable_axes(self) -> dict:
-        """The ``variable_axes`` of the batch vmap (first matching filter wins)."""
-        axes: dict = {"params": 0 if self.batch is BatchMode.ENSEMBLE else None}
-        axes.update({"batch_stats": None})
-        axes.update(dict(self.collection_axes))
-        axes[True] = 0
-        return axes
 
-    def vmap_split_rngs(self) -> dict:
-        """The ``split_rngs`` of the batch vmap: params split only for an ensemble; others always."""
-        return {"params": self.batch is BatchMode.ENSEMBLE, True: True}
+def collection_axes_pairs(name: str, value: Any) -> tuple[tuple[str, int | None], ...]:
+    """``value`` (a mapping, or pairs) checked and kept as a sorted tuple of pairs (hashable)."""
+    axes = value
+    if isinstance(axes, tuple):
+        try:
+            axes = dict(axes)
+        except (TypeError, ValueError):
+            pass
+    if not isinstance(axes, Mapping):
+        raise ArgumentTypeError(name, "a mapping from collection name to 0 or None", repr(value))
+    for key, axis in axes.items():
+        if key == "params" or axis not in (0, None) or isinstance(axis, bool):
+            raise ArgumentTypeError(
+                name,
+                "a map of collections other than 'params' to 0 (per example) or None (shared)",
+                f"{key!r}: {axis!r}",
+                "params follow StackOptions.batch",
+            )
+    return tuple(sorted(axes.items()))
+
+
+def require_options(value: Any, name: str = "options") -> StackOptions:
+    """``value`` if it is a :class:`StackOptions`; else the error every function taking one raises."""
+    if not isinstance(value, StackOptions):
+        raise ArgumentTypeError(
+            name, "a StackOptions", repr(value), "e.g. StackOptions(num_layers=4)"
+        )
+    return value

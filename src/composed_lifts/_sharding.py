@@ -34,8 +34,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._errors import ArgumentTypeError, DeviceCountError, ShardingRuleError
-from ._options import BatchMode, StackOptions
+from ._errors import (
+    ArgumentRangeError,
+    ArgumentTypeError,
+    DeviceCountError,
+    MeshAxisError,
+    ShardingRuleError,
+    UnevenBatchError,
+)
+from ._options import BatchMode, StackOptions, require_options
 
 __all__ = [
     "ShardingRules",
@@ -55,16 +62,21 @@ def device_mesh(axes: Mapping[str, int]) -> Mesh:
     """
     if not isinstance(axes, Mapping) or not axes:
         raise ArgumentTypeError(
-            f"axes must be a non-empty mapping from mesh axis name to size, got {axes!r}; "
-            "e.g. {'data': 8}"
+            "axes",
+            "a non-empty mapping from mesh axis name to size",
+            repr(axes),
+            "e.g. device_mesh({'data': 8})",
         )
     for name, size in axes.items():
         if not isinstance(name, str) or isinstance(size, bool) or not isinstance(size, int):
             raise ArgumentTypeError(
-                f"axes must map str names to int sizes, got {name!r}: {size!r}; e.g. {{'data': 8}}"
+                "axes",
+                "a mapping from str names to int sizes",
+                f"{name!r}: {size!r}",
+                "e.g. device_mesh({'data': 8})",
             )
         if size < 1:
-            raise ArgumentTypeError(f"mesh axis {name!r} has size {size}; sizes must be >= 1")
+            raise ArgumentRangeError(f"axes[{name!r}]", ">= 1", size)
     want = int(np.prod(list(axes.values())))
     have = jax.device_count()
     if want > have:
@@ -105,7 +117,7 @@ class ShardingRules:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ArgumentTypeError(
-                    f"ShardingRules.{name} must be a mesh axis name (str) or None, got {value!r}"
+                    f"ShardingRules.{name}", "a mesh axis name (str) or None", repr(value)
                 )
         object.__setattr__(self, "features", _pairs("features", self.features))
         object.__setattr__(self, "param_axes", _pairs("param_axes", self.param_axes))
@@ -133,22 +145,18 @@ def _pairs(name: str, value) -> tuple:
         pairs = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in value)
     except (TypeError, ValueError):
         raise ArgumentTypeError(
-            f"ShardingRules.{name} must be a sequence of (name, value) pairs, got {value!r}"
+            f"ShardingRules.{name}", "a sequence of (name, value) pairs", repr(value)
         ) from None
     for key, _ in pairs:
         if not isinstance(key, str):
-            raise ArgumentTypeError(f"ShardingRules.{name} keys must be str, got {key!r}")
+            raise ArgumentTypeError(f"ShardingRules.{name} keys", "str", repr(key))
     return pairs
 
 
 def _options(options: StackOptions | None) -> StackOptions:
     if options is None:
         return StackOptions(num_layers=1)
-    if not isinstance(options, StackOptions):
-        raise ArgumentTypeError(
-            f"options must be the StackOptions the stack was built with, got {options!r}"
-        )
-    return options
+    return require_options(options)
 
 
 def logical_specs(abstract_variables, rules: ShardingRules, options: StackOptions | None = None):
@@ -198,13 +206,12 @@ def param_shardings(
 
 def _check_mesh(mesh, rules: ShardingRules) -> None:
     if not isinstance(mesh, Mesh):
-        raise ArgumentTypeError(f"mesh must be a jax.sharding.Mesh, got {mesh!r}; see device_mesh")
+        raise ArgumentTypeError(
+            "mesh", "a jax.sharding.Mesh", repr(mesh), "make one with device_mesh({'data': 8})"
+        )
     missing = sorted(rules.mesh_axes() - set(mesh.axis_names))
     if missing:
-        raise ArgumentTypeError(
-            f"the rules name mesh axes {missing} that the mesh {dict(mesh.shape)} does not have; "
-            "add them to the mesh or change the rules"
-        )
+        raise MeshAxisError(missing, dict(mesh.shape))
 
 
 def sharded_init(
@@ -237,10 +244,7 @@ def shard_batch(x, mesh: Mesh, rules: ShardingRules):
 
     def place(a):
         if rules.batch is not None and np.ndim(a) and a.shape[0] % mesh.shape[rules.batch]:
-            raise ArgumentTypeError(
-                f"a batch of {a.shape[0]} examples cannot be split evenly over mesh axis "
-                f"{rules.batch!r} of size {mesh.shape[rules.batch]}; use a multiple of it"
-            )
+            raise UnevenBatchError(a.shape[0], rules.batch, mesh.shape[rules.batch])
         spec = P(rules.batch) if np.ndim(a) else P()
         return jax.device_put(a, NamedSharding(mesh, spec))
 

@@ -11,21 +11,16 @@ over the examples. Both take a ``layer_fn(params_i, carry, x_i) -> (carry, y)``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from ._errors import ArgumentTypeError, LayerInputsError
-from ._options import BatchMode, LayerInputs, Remat, StackOptions
+from ._convert_layers import layer_names
+from ._errors import ArgumentRangeError
+from ._options import BatchMode, LayerInputs, Remat, StackOptions, require_options
 
 __all__ = ["scan_layers", "unroll_layers"]
-
-
-def _check(options) -> None:
-    if not isinstance(options, StackOptions):
-        raise ArgumentTypeError(
-            f"options must be a StackOptions, got {options!r}; e.g. StackOptions(num_layers=4)"
-        )
 
 
 def _stack_trees(trees):
@@ -34,7 +29,14 @@ def _stack_trees(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def scan_layers(layer_fn: Callable, params, carry, xs=None, *, options: StackOptions):
+def scan_layers(
+    layer_fn: Callable[..., tuple[Any, Any]],
+    params: Any,
+    carry: Any,
+    xs: Any = None,
+    *,
+    options: StackOptions,
+) -> tuple[Any, Any]:
     """Apply N layers with ``jax.lax.scan`` over ``params`` (leading axis N), batched by ``jax.vmap``.
 
     This is the stack's definition, small enough to read::
@@ -55,7 +57,7 @@ def scan_layers(layer_fn: Callable, params, carry, xs=None, *, options: StackOpt
     >>> final[0]
     Array([6., 6.], dtype=float32)
     """
-    _check(options)
+    require_options(options)
     num_layers = options.num_layers
     index = jnp.arange(num_layers, dtype=jnp.int32)
 
@@ -89,8 +91,13 @@ def scan_layers(layer_fn: Callable, params, carry, xs=None, *, options: StackOpt
 
 
 def unroll_layers(
-    layer_fn: Callable, layers: Mapping[str, object], carry, xs=None, *, options: StackOptions
-):
+    layer_fn: Callable[..., tuple[Any, Any]],
+    layers: Mapping[str, Any],
+    carry: Any,
+    xs: Any = None,
+    *,
+    options: StackOptions,
+) -> tuple[Any, Any]:
     """The reference loop: ``layers`` maps ``"layers_0" ... "layers_{N-1}"`` to each layer's params.
 
     For ``BatchMode.SHARED`` every example uses the same ``layers``; for
@@ -102,14 +109,9 @@ def unroll_layers(
             for i in (reversed(range(N)) if reverse else range(N)):
                 c, y[b][i] = layer_fn(layers[f"layers_{i}"], c, xs[i])
     """
-    _check(options)
+    require_options(options)
     num_layers = options.num_layers
-    names = [f"layers_{i}" for i in range(num_layers)]
-    if sorted(layers) != sorted(names):
-        raise LayerInputsError(
-            f"layers must have exactly the keys layers_0 ... layers_{num_layers - 1}, got "
-            f"{sorted(layers)}; make them with unstack_params"
-        )
+    names = layer_names(layers, num_layers)
     order = list(reversed(range(num_layers))) if options.reverse else list(range(num_layers))
 
     def run(per_layer, c, x_all):
@@ -132,7 +134,7 @@ def unroll_layers(
         x_b = pick(xs) if options.layer_inputs is LayerInputs.PER_EXAMPLE else xs
         outs.append(run(per_layer, pick(carry), x_b))
     if not outs:
-        raise LayerInputsError("unroll_layers needs at least one example in the batch")
+        raise ArgumentRangeError("carry", "a batch of at least one example", "an empty batch")
     finals = _stack_trees([o[0] for o in outs])
     ys = _stack_trees([o[1] for o in outs])
     return finals, ys

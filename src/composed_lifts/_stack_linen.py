@@ -19,89 +19,158 @@ It is built as ``nn.vmap(nn.scan(Block))`` with the ``variable_axes`` /
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
 import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ._checks import check_block_step, check_layer_inputs, check_same_batch
-from ._errors import ArgumentTypeError, MissingRngError
-from ._options import BatchMode, LayerInputs, Remat, StackOptions
+from ._block_probe import check_block_step, check_layer_inputs, check_same_batch, drop_axis
+from ._block_spec import field_values
+from ._errors import ArgumentTypeError, EnsembleSizeError, LayoutMismatchError, MissingRngError
+from ._lifts import Lifts, stack_lifts
+from ._options import Remat, StackOptions, require_options
 
 __all__ = ["linen_stack"]
 
 
-def _block_fields(block: type[nn.Module], module: nn.Module) -> dict:
-    return {
-        f.name: getattr(module, f.name)
-        for f in dataclasses.fields(block)
-        if f.init and f.name not in ("parent", "name")
-    }
-
-
-def _one_layer_variables(variables, options: StackOptions) -> dict:
-    """Variables of one layer of one example: index 0 on the axes the lifts added.
+def _one_layer(tree, lead: int):
+    """Layer 0 of example 0 of every leaf: index 0 on the ``lead`` axes the lifts added.
 
     Used only inside ``jax.eval_shape``, so the indexing computes nothing.
     """
-    vmap_axes = options.vmap_variable_axes()
 
-    def lead(collection: str) -> int:
-        if options.batch is BatchMode.NONE:
-            return 1
-        axis = vmap_axes.get(collection, vmap_axes[True])
-        return 2 if axis == 0 else 1
+    def first(a):  # zeros when an axis is empty
+        if 0 in a.shape[:lead]:
+            return jnp.zeros(a.shape[lead:], a.dtype)
+        return a[(0,) * lead]
 
-    def first(a, n):  # layer 0 of example 0 (zeros when an axis is empty)
-        if 0 in a.shape[:n]:
-            return jnp.zeros(a.shape[n:], a.dtype)
-        return a[(0,) * n]
-
-    out = {}
-    for name, tree in variables.items():
-        n = lead(name)
-        out[name] = jax.tree_util.tree_map(lambda a, n=n: first(a, n), tree)
-    return out
+    return jax.tree_util.tree_map(first, tree)
 
 
-def _check_linen_step(stack: nn.Module, block, carry, xs, options: StackOptions) -> None:
+def _drop_leading(tree, count: int):
+    """Abstract leaves without their first ``count`` axes (one example, one layer)."""
+    return jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[count:], jnp.result_type(a)), tree
+    )
+
+
+def _one_example(tree, batched: bool):
+    """Abstract leaves with the batch axis (axis 0) resized to 1, when ``batched``."""
+    if not batched:
+        return tree
+    return jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct((1, *jnp.shape(a)[1:]), jnp.result_type(a)), tree
+    )
+
+
+def _check_variables(variables, one_layer, lifts: Lifts, batch: int, num_layers: int) -> None:
+    """The stack's variables have the layout these lifts make: lifted axes, then one layer's."""
+    for collection, tree in variables.items():
+        if collection not in one_layer:
+            continue
+        # linen_stack builds nn.vmap(nn.scan(block)): the batch axis (if any), then the layers
+        want_lead: tuple[int, ...] = ()
+        if lifts.batch_axis(collection) is not None:
+            want_lead += (batch,)
+        if lifts.layer_axis(collection) is not None:
+            want_lead += (num_layers,)
+        got = jax.tree_util.tree_flatten_with_path(nn.meta.unbox(tree))[0]
+        want = jax.tree_util.tree_leaves(nn.meta.unbox(one_layer[collection]))
+        if len(got) != len(want):
+            continue  # a different tree: Flax names the missing or unexpected variable
+        for (path, leaf), ref in zip(got, want):
+            shape, expected = tuple(leaf.shape), want_lead + tuple(ref.shape)
+            if shape == expected:
+                continue
+            members = collection == "params" and lifts.batch_axis("params") == 0
+            if members and len(shape) == len(expected) and shape[1:] == expected[1:]:
+                raise EnsembleSizeError(shape[0], batch)
+            raise LayoutMismatchError(
+                f"{collection}{jax.tree_util.keystr(path)}",
+                f"has shape {shape}",
+                f"this stack makes {expected} (lifted axes {want_lead}, then the block's own "
+                f"{tuple(ref.shape)})",
+                "were these variables made by a stack with other StackOptions (batch, "
+                "num_layers)? Initialise this stack, or convert the variables (stack_params / "
+                "unstack_params)",
+            )
+
+
+def _check_linen_step(stack: nn.Module, block, carry, xs, options: StackOptions, lifts) -> None:
     """Run :func:`check_block_step` on a fresh copy of ``block`` with the stack's fields."""
     init = stack.is_initializing()
-    provided = set(stack.scope.rngs) | {"params"}
+    scope = stack.scope
+    assert scope is not None  # called from the bound stack's __call__
+    provided = set(scope.rngs) | {"params"}
     keys = {name: jax.random.PRNGKey(0) for name in provided}
-    fields = _block_fields(block, stack)
+    fields = field_values(stack, block)
+
+    def call_args(c, x, index):
+        return (c, x, index) if options.layer_index else (c, x)
 
     if init:
 
         def step(c, x, index):
-            args = (c, x, index) if options.layer_index else (c, x)
-            out, _ = block(**fields, parent=None).init_with_output(keys, *args)
-            return out
+            out, _ = block(**fields, parent=None).init_with_output(keys, *call_args(c, x, index))
+            return out, {}
 
     else:  # apply one layer's slice of the stack's own variables, with the call's rngs only
-        if "params" not in stack.scope.rngs:
+        if "params" not in scope.rngs:
             keys.pop("params")
         variables = stack.variables
+        shared = [
+            c
+            for c in variables
+            if c != "params" and lifts.batch_axis(c) is None and stack.is_mutable_collection(c)
+        ]
 
         def step(c, x, index):
-            args = (c, x, index) if options.layer_index else (c, x)
-            one_layer = _one_layer_variables(variables, options)
-            out, _ = block(**fields, parent=None).apply(one_layer, *args, rngs=keys, mutable=True)
-            return out
+            one_layer = {
+                name: _one_layer(tree, lifts.leading_axes(name)) for name, tree in variables.items()
+            }
+            out, state = block(**fields, parent=None).apply(
+                one_layer, *call_args(c, x, index), rngs=keys, mutable=True
+            )
+            return out, {name: state[name] for name in shared if name in state}
 
+    batched, xs_per_example = lifts.batched, lifts.xs_axis() == 0
     try:
-        check_block_step(step, carry, xs, options)
+        if not init:  # the variables given have the layout this stack makes
+            batch = jax.tree_util.tree_leaves(carry)[0].shape[0] if batched else 0
+            init_keys = {**keys, "params": jax.random.PRNGKey(0)}
+
+            def init_one(c, x):
+                index = jnp.zeros((), jnp.int32)
+                return block(**fields, parent=None).init(init_keys, *call_args(c, x, index))
+
+            if batched:  # under a vmap of one example, so that collectives find the axis
+                init_one = jax.vmap(
+                    init_one,
+                    in_axes=(0, 0 if xs_per_example else None),
+                    axis_name=options.batch_axis_name,
+                )
+            one_layer = jax.eval_shape(
+                init_one,
+                _one_example(carry, batched),
+                _one_example(drop_axis(xs, 1 if xs_per_example else 0), xs_per_example),
+            )
+            if batched:
+                one_layer = _drop_leading(one_layer, 1)
+            _check_variables(stack.variables, one_layer, lifts, batch, options.num_layers)
+        check_block_step(
+            step,
+            carry,
+            xs,
+            batched=batched,
+            xs_per_example=xs_per_example,
+            axis_name=options.batch_axis_name,
+        )
     except flax.errors.InvalidRngError as err:
         phase = "init" if init else "apply"
         given = sorted(provided if init else provided - {"params"})
-        raise MissingRngError(
-            f"the block asks for an RNG stream that this {phase} call does not provide (it "
-            f"provides {given}); Flax says: {err}. Pass the stream to {phase}, e.g. "
-            f"model.{phase}(..., rngs={{'dropout': jax.random.PRNGKey(1)}}), or make the block "
-            f"deterministic"
-        ) from None
+        raise MissingRngError(phase, given, str(err)) from None
 
 
 def linen_stack(block: type[nn.Module], options: StackOptions) -> type[nn.Module]:
@@ -132,46 +201,25 @@ def linen_stack(block: type[nn.Module], options: StackOptions) -> type[nn.Module
     """
     if not (isinstance(block, type) and issubclass(block, nn.Module)):
         raise ArgumentTypeError(
-            f"block must be a Linen module class (a subclass of flax.linen.Module), got "
-            f"{block!r}; for a Flax NNX module use nnx_stack, for a function use scan_layers"
+            "block",
+            "a Linen module class (a subclass of flax.linen.Module)",
+            repr(block),
+            "for a Flax NNX module use nnx_stack, for a function use scan_layers",
         )
-    if not isinstance(options, StackOptions):
-        raise ArgumentTypeError(
-            f"options must be a StackOptions, got {options!r}; e.g. StackOptions(num_layers=4)"
-        )
-    num_layers = options.num_layers
-    target = block
+    require_options(options)
+    target: Any = block
     if options.remat is not Remat.NONE:
         target = nn.remat(target, policy=options.remat.policy(), prevent_cse=False)
-    scan_metadata = {nn.PARTITION_NAME: options.layer_axis_name} if options.layer_axis_name else {}
-    lifted = nn.scan(
-        target,
-        variable_axes={True: 0},
-        split_rngs={True: True},
-        length=num_layers,
-        in_axes=(0, 0) if options.layer_index else 0,
-        out_axes=0,
-        reverse=options.reverse,
-        unroll=options.unroll,
-        metadata_params=scan_metadata,
-    )
-    if options.batch is not BatchMode.NONE:
-        xs_axis = 0 if options.layer_inputs is LayerInputs.PER_EXAMPLE else None
-        lifted = nn.vmap(
-            lifted,
-            in_axes=(0, xs_axis, None) if options.layer_index else (0, xs_axis),
-            out_axes=0,
-            variable_axes=options.vmap_variable_axes(),
-            split_rngs=options.vmap_split_rngs(),
-            axis_name=options.batch_axis_name,
-            metadata_params={nn.PARTITION_NAME: options.batch_axis_name},
-        )
+    lifts = stack_lifts(options)
+    lifted: Any = lifts.build(target)
+    num_layers = options.num_layers
+    xs_per_example = lifts.xs_axis() == 0
 
     class Stack(lifted):
         def __call__(self, carry, xs=None):
-            check_same_batch(carry, xs, options)
-            check_layer_inputs(xs, options)
-            _check_linen_step(self, block, carry, xs, options)
+            check_same_batch(carry, xs, batched=lifts.batched, xs_per_example=xs_per_example)
+            check_layer_inputs(xs, num_layers=num_layers, xs_per_example=xs_per_example)
+            _check_linen_step(self, block, carry, xs, options, lifts)
             args = (carry, xs)
             if options.layer_index:
                 args += (jnp.arange(num_layers, dtype=jnp.int32),)

@@ -16,10 +16,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._checks import check_block_step, check_layer_inputs, check_same_batch
-from ._errors import ArgumentRangeError, ArgumentTypeError, UnsplitRngError
-from ._options import BatchMode, LayerInputs, Remat, StackOptions
-from ._validate import check_integer
+from ._arguments import check_integer
+from ._block_probe import check_block_step, check_layer_inputs, check_same_batch
+from ._errors import ArgumentTypeError, EnsembleSizeError, UnsplitRngError
+from ._lifts import stack_lifts
+from ._options import BatchMode, Remat, StackOptions, require_options
 
 __all__ = ["NNXSplitApply", "NNXStack", "nnx_split_apply", "nnx_stack"]
 
@@ -41,10 +42,17 @@ class NNXStack(nnx.Module):
 
     def __call__(self, carry, xs=None):
         options = self.options
-        check_same_batch(carry, xs, options)
-        check_layer_inputs(xs, options)
-        self._check_step(carry, xs)
+        lifts = stack_lifts(options)
+        xs_per_example = lifts.xs_axis() == 0
         num_layers = options.num_layers
+        check_same_batch(carry, xs, batched=lifts.batched, xs_per_example=xs_per_example)
+        check_layer_inputs(xs, num_layers=num_layers, xs_per_example=xs_per_example)
+        batch = jax.tree_util.tree_leaves(carry)[0].shape[0] if lifts.batched else None
+        if options.batch is BatchMode.ENSEMBLE and batch != self.batch_size:
+            raise EnsembleSizeError(self.batch_size, batch)
+        if num_layers == 0:  # the identity, as linen_stack gives it
+            return carry, None
+        self._check_step(carry, xs, lifts)
         index = jnp.arange(num_layers, dtype=jnp.int32)
 
         def step(layer, c, x, i, b):
@@ -62,44 +70,54 @@ class NNXStack(nnx.Module):
 
         if options.remat is not Remat.NONE:
             step = nnx.remat(step, policy=options.remat.policy(), prevent_cse=False)
+        # The same lifts as linen_stack: the scan's length, direction and unroll, and the
+        # vmap's axes (the layers' state follows the params' axis, xs theirs).
+        scan, vmap = lifts.scan, lifts.vmap
         scanned = nnx.scan(
             step,
             in_axes=(0, nnx.Carry, 0, 0, None),
             out_axes=(nnx.Carry, 0),
-            length=num_layers,
-            reverse=options.reverse,
-            unroll=options.unroll,
+            length=scan["length"],
+            reverse=scan.get("reverse", False),
+            unroll=scan.get("unroll", 1),
         )
-        if options.batch is BatchMode.NONE:
+        if vmap is None:
             return scanned(self.layers, carry, xs, index, None)
-        batch = jax.tree_util.tree_leaves(carry)[0].shape[0]
-        if options.batch is BatchMode.ENSEMBLE and batch != self.batch_size:
-            raise ArgumentRangeError(
-                f"this ensemble was built with batch_size={self.batch_size} members, but the "
-                f"carry has batch {batch}; give one example per member"
-            )
-        params_axis = 0 if options.batch is BatchMode.ENSEMBLE else None
-        state_axes = nnx.StateAxes({...: params_axis})
-        xs_axis = 0 if options.layer_inputs is LayerInputs.PER_EXAMPLE else None
+        state_axes = nnx.StateAxes({...: lifts.batch_axis("params")})
         batched = nnx.vmap(
             scanned,
-            in_axes=(state_axes, 0, xs_axis, None, 0),
+            in_axes=(state_axes, 0, lifts.xs_axis(), None, 0),
             out_axes=(0, 0),
             axis_size=batch,
-            axis_name=options.batch_axis_name,
+            axis_name=vmap["axis_name"],
+            spmd_axis_name=vmap.get("spmd_axis_name"),
         )
         return batched(self.layers, carry, xs, index, jnp.arange(batch, dtype=jnp.uint32))
 
-    def _check_step(self, carry, xs) -> None:
+    def _check_step(self, carry, xs, lifts) -> None:
         """Probe one layer abstractly (see :func:`check_block_step`)."""
         graphdef, state = nnx.split(self.layers)
-        first = (0,) * (2 if self.options.batch is BatchMode.ENSEMBLE else 1)
+        first = (0,) * lifts.leading_axes("params")
+
+        shares_state = lifts.batched and lifts.batch_axis("params") is None
 
         def step(c, x, index):
             layer = nnx.merge(graphdef, jax.tree_util.tree_map(lambda a: a[first], state))
-            return layer(c, x, index) if self.options.layer_index else layer(c, x)
+            out = layer(c, x, index) if self.options.layer_index else layer(c, x)
+            # The vmap shares the layers' state across the batch: BatchNorm's statistics
+            # updated per example (no axis_name) would have nowhere to go.
+            stats = nnx.state(layer, nnx.BatchStat) if shares_state else {}
+            return out, ({"batch_stats": stats} if jax.tree_util.tree_leaves(stats) else {})
 
-        check_block_step(step, carry, xs, self.options)
+        check_block_step(
+            step,
+            carry,
+            xs,
+            batched=lifts.batched,
+            xs_per_example=lifts.xs_axis() == 0,
+            axis_name=self.options.batch_axis_name,
+            per_example_state=False,
+        )
 
 
 def _rng_streams(module: nnx.Module) -> list[nnx.RngStream]:
@@ -140,22 +158,21 @@ def nnx_stack(
     """
     if not callable(make_block):
         raise ArgumentTypeError(
-            f"make_block must be a callable that takes an nnx.Rngs and returns an nnx.Module "
-            f"(e.g. the block class itself, or lambda rngs: Block(64, rngs=rngs)), got "
-            f"{make_block!r}"
+            "make_block",
+            "a callable that takes an nnx.Rngs and returns an nnx.Module",
+            repr(make_block),
+            "e.g. the block class itself, or lambda rngs: Block(64, rngs=rngs)",
         )
-    if not isinstance(options, StackOptions):
-        raise ArgumentTypeError(
-            f"options must be a StackOptions, got {options!r}; e.g. StackOptions(num_layers=4)"
-        )
+    require_options(options)
     if not isinstance(rngs, nnx.Rngs):
-        raise ArgumentTypeError(f"rngs must be an nnx.Rngs, e.g. nnx.Rngs(0), got {rngs!r}")
-    check_integer("StackOptions.num_layers", options.num_layers, minimum=1)
+        raise ArgumentTypeError("rngs", "an nnx.Rngs", repr(rngs), "e.g. nnx.Rngs(0)")
     if options.batch is BatchMode.ENSEMBLE:
         if batch_size is None:
             raise ArgumentTypeError(
-                "an NNX ensemble creates one stack per example eagerly, so it needs "
-                "batch_size: nnx_stack(..., batch_size=B)"
+                "batch_size",
+                "the number of members (an NNX ensemble creates one stack per example eagerly)",
+                "None",
+                "nnx_stack(..., batch_size=B)",
             )
         batch_size = check_integer("batch_size", batch_size, minimum=1)
         splits: tuple[int, ...] = (batch_size, options.num_layers)
@@ -165,23 +182,44 @@ def nnx_stack(
     def create(r):
         return make_block(r)
 
-    for size in reversed(splits):
-        create = nnx.vmap(create, in_axes=(0,), out_axes=0, axis_size=size)
+    # Each vmap adds a leading axis; transform_metadata adds its name to the params'
+    # sharding metadata too, so that metadata and array keep the same rank.
+    names: tuple[str | None, ...] = (options.layer_axis_name,)
+    if options.batch is BatchMode.ENSEMBLE:
+        names = (options.batch_axis_name, *names)
+    for size, name in zip(reversed(splits), reversed(names)):
+        create = nnx.vmap(
+            create,
+            in_axes=(0,),
+            out_axes=0,
+            axis_size=size,
+            transform_metadata={nnx.PARTITION_NAME: name},
+        )
     layers = nnx.split_rngs(splits=splits)(create)(rngs)
     if not isinstance(layers, nnx.Module):
-        raise ArgumentTypeError(
-            f"make_block must return an nnx.Module, returned {type(layers).__name__}"
-        )
+        raise ArgumentTypeError("make_block's result", "an nnx.Module", type(layers).__name__)
     for path, stream in nnx.iter_graph(layers):
         if isinstance(stream, nnx.RngStream) and stream.key.shape[: len(splits)] != splits:
             where = ".".join(str(p) for p in path)
-            raise UnsplitRngError(
-                f"the block keeps the RNG stream {where!r} unsplit (key shape "
-                f"{stream.key.shape}, expected a leading {splits}): every layer would draw the "
-                f"same numbers. Keep a stream of its own, as nnx.Dropout does: "
-                f"self.dropout = rngs.dropout.fork() (not self.rngs = rngs)"
-            )
+            raise UnsplitRngError(where, stream.key.shape, splits)
+    _shard_as_named(layers)
     return NNXStack(layers, options, batch_size)
+
+
+def _shard_as_named(layers: nnx.Module) -> None:
+    """Under a mesh, place every variable that has sharding metadata as the metadata says.
+
+    NNX shards a variable when it is created (eager sharding), inside the vmaps that
+    stack the layers; the vmaps then add the stacked axes' names to the metadata but
+    not to the arrays' shardings (an ensemble's member axis stays unsplit), so the two
+    would disagree. Resharding once here makes the arrays follow the metadata.
+    """
+    if jax.sharding.get_abstract_mesh().empty:
+        return
+    for _, var in nnx.iter_graph(layers):
+        if isinstance(var, nnx.Variable) and var.get_metadata().get("out_sharding"):
+            spec = nnx.get_partition_spec(var).get_value()
+            var.set_value(jax.lax.with_sharding_constraint(var.get_value(), spec))
 
 
 class NNXSplitApply:
@@ -196,7 +234,7 @@ class NNXSplitApply:
     """
 
     def __init__(self, stack: nnx.Module):
-        graphdef, params, rest = nnx.split(stack, nnx.Param, ...)
+        graphdef, params, rest = nnx.split(stack, nnx.Param, ...)  # type: ignore[misc]
         param_leaves, self._params_def = jax.tree_util.tree_flatten(params)
         rest_leaves, self._rest_def = jax.tree_util.tree_flatten(rest)
         self._graphdef = graphdef

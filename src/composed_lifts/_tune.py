@@ -16,7 +16,6 @@ The recommendation is the fastest candidate whose scratch fits the budget.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -25,10 +24,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ._arguments import check_integer
 from ._errors import ArgumentRangeError, ArgumentTypeError
-from ._options import Remat, StackOptions
+from ._options import Remat, StackOptions, require_options
 from ._stack_linen import linen_stack
-from ._validate import check_integer
+from ._timing import calibrate, round_robin
 
 __all__ = ["DOT_BACKENDS", "TuneReport", "TuneResult", "default_unrolls", "tune_stack"]
 
@@ -113,19 +113,16 @@ def _program(model: nn.Module, train: bool) -> Callable:
 
 
 def _check_args(options, unrolls, remats, memory_budget_bytes, rounds):
-    if not isinstance(options, StackOptions):
-        raise ArgumentTypeError(
-            f"options must be a StackOptions, got {options!r}; e.g. StackOptions(num_layers=8)"
-        )
+    require_options(options)
     unrolls = tuple(check_integer("unrolls[i]", u, minimum=1) for u in unrolls)
     if not unrolls:
-        raise ArgumentRangeError("unrolls must name at least one unroll factor, e.g. (1, 2, 4)")
+        raise ArgumentRangeError("unrolls", "at least one unroll factor", "()", "e.g. (1, 2, 4)")
     remats = tuple(remats)
     for r in remats:
         if not isinstance(r, Remat):
-            raise ArgumentTypeError(f"remats must hold Remat members, got {r!r}; e.g. Remat.FULL")
+            raise ArgumentTypeError("remats", "Remat members", repr(r), "e.g. Remat.FULL")
     if not remats:
-        raise ArgumentRangeError("remats must name at least one policy, e.g. (Remat.NONE,)")
+        raise ArgumentRangeError("remats", "at least one policy", "()", "e.g. (Remat.NONE,)")
     if memory_budget_bytes is not None:
         check_integer("memory_budget_bytes", memory_budget_bytes, minimum=0)
     check_integer("rounds", rounds, minimum=1)
@@ -174,9 +171,9 @@ def tune_stack(
     dots = tuple(dots)
     for d in dots:
         if d not in DOT_BACKENDS:
-            raise ArgumentRangeError(f"dots must name entries of {tuple(DOT_BACKENDS)}, got {d!r}")
+            raise ArgumentRangeError("dots", f"entries of {tuple(DOT_BACKENDS)}", repr(d))
     if not dots:
-        raise ArgumentRangeError(f"dots must name at least one of {tuple(DOT_BACKENDS)}")
+        raise ArgumentRangeError("dots", f"at least one of {tuple(DOT_BACKENDS)}", "()")
     say = on_progress or (lambda msg: None)
     candidates = [
         (dataclasses.replace(options, unroll=u, remat=r), d)
@@ -184,7 +181,9 @@ def tune_stack(
         for r in remats
         for d in dots
     ]
-    compiled, rows = {}, {}
+    compiled: dict[tuple[StackOptions, str], tuple] = {}
+    compile_seconds: dict[tuple[StackOptions, str], float] = {}
+    temp_bytes: dict[tuple[StackOptions, str], int] = {}
     for opts, d in candidates:
         say(f"compile unroll={opts.unroll} remat={opts.remat.name} dots={d}")
         model = linen_stack(block, opts)(**block_fields)
@@ -196,31 +195,30 @@ def tune_stack(
         temp = int(program.memory_analysis().temp_size_in_bytes)
         jax.block_until_ready(program(variables, carry))
         compiled[opts, d] = (program, variables)
-        rows[opts, d] = {"compile_s": compile_s, "temp_bytes": temp, "samples": []}
-    inner = {}
-    for opts, (program, variables) in compiled.items():
-        start = time.perf_counter()
-        jax.block_until_ready(program(variables, carry))
-        inner[opts] = max(1, int(min_sample_s / max(time.perf_counter() - start, 1e-7)))
-    for r in range(rounds):  # round-robin: every candidate once per round
-        say(f"time round {r + 1}/{rounds}")
-        gc.collect()
-        for opts, (program, variables) in compiled.items():
-            start = time.perf_counter()
-            for _ in range(inner[opts]):
-                jax.block_until_ready(program(variables, carry))
-            rows[opts]["samples"].append((time.perf_counter() - start) / inner[opts])
+        compile_seconds[opts, d], temp_bytes[opts, d] = compile_s, temp
+
+    def call(program, variables):
+        return lambda: jax.block_until_ready(program(variables, carry))
+
+    calls = {key: call(*compiled[key]) for key in compiled}
+    inner = {key: calibrate(fn, min_sample_s) for key, fn in calls.items()}
+    samples = round_robin(
+        calls,
+        rounds=rounds,
+        inner=inner,
+        on_round=lambda r: say(f"timed round {r + 1}/{rounds}"),
+    )
     results = [
         TuneResult(
             options=opts,
             dots=d,
-            compile_s=row["compile_s"],
-            step_s=statistics.median(row["samples"]),
-            step_min_s=min(row["samples"]),
-            temp_bytes=row["temp_bytes"],
-            fits=memory_budget_bytes is None or row["temp_bytes"] <= memory_budget_bytes,
+            compile_s=compile_seconds[opts, d],
+            step_s=statistics.median(samples[opts, d]),
+            step_min_s=min(samples[opts, d]),
+            temp_bytes=temp_bytes[opts, d],
+            fits=memory_budget_bytes is None or temp_bytes[opts, d] <= memory_budget_bytes,
         )
-        for (opts, d), row in rows.items()
+        for opts, d in compiled
     ]
     results.sort(key=lambda res: res.step_s)
     best = next((res for res in results if res.fits), None)

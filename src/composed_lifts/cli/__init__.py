@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from .._errors import ComposedLiftsError
+from ..errors import ComposedLiftsError
 from . import _inspect, _run, _tune
 
 __all__ = ["main"]

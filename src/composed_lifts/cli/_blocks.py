@@ -13,7 +13,7 @@ import sys
 
 import flax.linen as nn
 
-from .._errors import ArgumentTypeError, BlockImportError
+from ..errors import ArgumentTypeError, BlockImportError
 
 __all__ = ["block_fields", "load_block"]
 
@@ -22,27 +22,23 @@ def load_block(text: str) -> type[nn.Module]:
     """Import ``module:Class`` (the current folder is importable, as with ``python -m``)."""
     module_name, sep, class_name = text.partition(":")
     if not sep or not module_name or not class_name:
-        raise BlockImportError(
-            f"--block must be MODULE:CLASS, e.g. mypkg.blocks:Residual, got {text!r}"
-        )
+        raise BlockImportError(text, "--block must be MODULE:CLASS, e.g. mypkg.blocks:Residual")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise BlockImportError(
-            f"--block {text!r}: cannot import module {module_name!r} ({err}); run from the "
-            f"folder that holds it or put it on PYTHONPATH"
+            text,
+            f"cannot import module {module_name!r} ({err}); run from the folder that holds it "
+            f"or put it on PYTHONPATH",
         ) from None
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise BlockImportError(
-            f"--block {text!r}: module {module_name!r} has no attribute {class_name!r}"
-        )
+        raise BlockImportError(text, f"module {module_name!r} has no attribute {class_name!r}")
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise BlockImportError(
-            f"--block {text!r} is {cls!r}, not a Linen module class (a subclass of "
-            f"flax.linen.Module)"
+            text, f"it is {cls!r}, not a Linen module class (a subclass of flax.linen.Module)"
         )
     return cls
 
@@ -53,9 +49,7 @@ def block_fields(cls: type[nn.Module], args: argparse.Namespace) -> dict:
     for item in args.field:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():
-            raise ArgumentTypeError(
-                f"--field must be NAME=VALUE, e.g. --field hidden=16, got {item!r}"
-            )
+            raise ArgumentTypeError("--field", "NAME=VALUE", repr(item), "e.g. --field hidden=16")
         try:
             fields[name] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -66,7 +60,8 @@ def block_fields(cls: type[nn.Module], args: argparse.Namespace) -> dict:
     unknown = sorted(set(fields) - names)
     if unknown:
         raise ArgumentTypeError(
-            f"--field {unknown[0]!r}: {cls.__name__} has no such field; its fields are "
-            f"{sorted(names - {'parent', 'name'})}"
+            "--field",
+            f"a field of {cls.__name__} ({sorted(names - {'parent', 'name'})})",
+            f"{unknown[0]!r}: {cls.__name__} has no such field",
         )
     return fields

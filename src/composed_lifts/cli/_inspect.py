@@ -13,12 +13,11 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from .._errors import ArgumentRangeError, ArgumentTypeError
-from .._options import BatchMode
-from .._seed import Block
+from .. import BatchMode, Block
 from ..doctor import Composition, LiftOrder, LiftParams, Severity, check, plot_layout
-from ..doctor._report import render_text
+from ..errors import ArgumentRangeError, ArgumentTypeError
 from ._blocks import block_fields, load_block
+from ._doctor_text import render_text
 
 DEFAULT_LAYERS = 4
 DEFAULT_FEATURES = 8
@@ -111,18 +110,20 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     for name in ("layers", "features", "batch"):
         if getattr(args, name) < 1:
-            raise ArgumentRangeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+            raise ArgumentRangeError(f"--{name}", ">= 1", getattr(args, name))
     width = args.features if args.width is None else args.width
     if width < 1:
-        raise ArgumentRangeError(f"--width must be >= 1, got {width}")
+        raise ArgumentRangeError("--width", ">= 1", width)
     cls = Block if args.block is None else load_block(args.block)
     fields = block_fields(cls, args)
     try:
         block = cls(**fields)
     except TypeError as err:
         raise ArgumentTypeError(
-            f"{cls.__name__} could not be built from the fields {fields}: {err}; give the "
-            f"missing fields with --field NAME=VALUE"
+            "--field",
+            f"the fields {cls.__name__} needs",
+            f"{fields} ({err})",
+            "give the missing fields with --field NAME=VALUE",
         ) from None
     composition = Composition(
         num_layers=args.layers,

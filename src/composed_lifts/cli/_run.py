@@ -10,11 +10,12 @@ import time
 import jax
 import numpy as np
 
-from .._errors import ArgumentRangeError
+from .. import seed_model
+from .._arguments import check_seed
 from .._files import read_array, write_array
 from .._forward import _apply_params, _init_params, check_forward_args
-from .._layout import param_layout
-from .._validate import check_seed
+from ..doctor import leaf_reports, probe_sizes
+from ..errors import ArgumentRangeError
 
 DEFAULT_LAYERS = 4
 DEFAULT_FEATURES = 8
@@ -81,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         batch = DEFAULT_BATCH if args.batch is None else args.batch
         if batch < 0:
-            raise ArgumentRangeError(f"--batch must be >= 0, got {batch}")
+            raise ArgumentRangeError("--batch", ">= 0", batch)
         if args.features is None:
             args.features = DEFAULT_FEATURES
         if args.features < 1:
-            raise ArgumentRangeError(f"--features must be >= 1, got {args.features}")
+            raise ArgumentRangeError("--features", ">= 1", args.features)
         check_seed(args.seed, "--seed")
         x = default_example(args.seed, batch, args.features)
         source = f"default example: default_rng({args.seed}).standard_normal({x.shape})"
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     static = {"num_layers": layers, "features": features}
     variables, t_init = _timed(_init_params, seed_u32, x32, **static)
     result, t_apply = _timed(_apply_params, variables, x32, **static)
-    layout = param_layout(variables, leading_axes=("layer",))
+    layout = _param_layout(variables, layers, features, x32)
     if args.output:
         write_array(args.output, np.asarray(result))
     report = {
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "input": source,
         "shape": list(result.shape),
         "result": np.asarray(result).tolist(),
-        "params": [leaf.as_dict() for leaf in layout],
+        "params": [leaf.as_dict() for leaf in layout],  # the same fields as inspect's leaves
         "timings_s": {"init": t_init, "apply": t_apply},
         "output": args.output,
     }
@@ -116,6 +117,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_text(report, np.asarray(result).reshape(x32.shape), layout)
     return 0
+
+
+def _param_layout(variables, num_layers: int, features: int, x):
+    """The doctor's leaf reports: each axis's role found by probing with N + 1 layers and B + 2
+    examples (shapes only), as ``composed-lifts inspect`` shows them."""
+    more_n, more_b = probe_sizes(num_layers, x.shape[0])
+
+    def shapes(n, b):
+        x_b = jax.ShapeDtypeStruct((b, x.shape[1]), x.dtype)
+        return jax.eval_shape(seed_model(n, features).init, jax.random.PRNGKey(0), x_b, None)
+
+    return leaf_reports(variables, shapes(more_n, x.shape[0]), shapes(num_layers, more_b))
 
 
 def _print_text(report: dict, matrix: np.ndarray, layout) -> None:
@@ -136,11 +149,11 @@ def _print_text(report: dict, matrix: np.ndarray, layout) -> None:
         params.add_row(
             leaf.path,
             str(leaf.shape),
-            "(" + ", ".join(leaf.axes) + ")",
+            "(" + ", ".join(role.value for role in leaf.roles) + ")",
             leaf.dtype,
-            f"{leaf.size:,}",
+            f"{leaf.count:,}",
         )
-    params.add_row("total", "", "", "", f"{sum(leaf.size for leaf in layout):,}")
+    params.add_row("total", "", "", "", f"{sum(leaf.count for leaf in layout):,}")
     console.print(params)
     shown = Table(
         title=f"result: final carry ({b}, {f}), returned flattened to ({b * f},)",

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from .._errors import ArgumentRangeError
+from ..errors import ArgumentRangeError
 from ._blocks import block_fields, load_block
+
+if TYPE_CHECKING:
+    import flax.linen as nn
 
 _BLOCKS = ("seed", "mlp4x")
 
@@ -78,28 +82,22 @@ def tune(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from .._mlp_block import MLPBlock
-    from .._options import Remat, StackOptions
-    from .._seed import Block
-    from .._tune import tune_stack
+    from .. import Block, MLPBlock, Remat, StackOptions, tune_stack
 
     for name in ("layers", "features", "batch", "rounds"):
         if getattr(args, name) < 1:
-            raise ArgumentRangeError(f"--{name} must be >= 1, got {getattr(args, name)}")
+            raise ArgumentRangeError(f"--{name}", ">= 1", getattr(args, name))
     try:
         remats = tuple(Remat(r.strip()) for r in args.remats.split(",") if r.strip())
     except ValueError:
         choices = ",".join(r.value for r in Remat)
-        raise ArgumentRangeError(
-            f"--remats takes names from {choices}, got {args.remats!r}"
-        ) from None
+        raise ArgumentRangeError("--remats", f"names from {choices}", repr(args.remats)) from None
     budget = None
     if args.memory_budget_mb is not None:
         if args.memory_budget_mb < 0:
-            raise ArgumentRangeError(
-                f"--memory-budget-mb must be >= 0, got {args.memory_budget_mb}"
-            )
+            raise ArgumentRangeError("--memory-budget-mb", ">= 0", args.memory_budget_mb)
         budget = int(args.memory_budget_mb * 1e6)
+    block: type[nn.Module]
     if args.block in _BLOCKS:
         block = Block if args.block == "seed" else MLPBlock
         fields = {"features": args.features}

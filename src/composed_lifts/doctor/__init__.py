@@ -17,9 +17,11 @@ from ._describe import LayoutReport as LayoutReport
 from ._describe import LeafReport as LeafReport
 from ._describe import UnrolledTotals as UnrolledTotals
 from ._describe import describe as describe
+from ._describe import leaf_reports as leaf_reports
 from ._plot import plot_layout as plot_layout
 from ._roles import AxisRole as AxisRole
 from ._roles import axis_roles as axis_roles
+from ._roles import probe_sizes as probe_sizes
 from ._spec import Composition as Composition
 from ._spec import LiftOrder as LiftOrder
 from ._spec import LiftParams as LiftParams
@@ -42,5 +44,7 @@ __all__ = [
     "check",
     "compose",
     "describe",
+    "leaf_reports",
     "plot_layout",
+    "probe_sizes",
 ]

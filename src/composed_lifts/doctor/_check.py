@@ -13,16 +13,18 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+from typing import Any
 
+import flax.linen as nn
 import jax
-import numpy as np
 
-from .._errors import BlockOutputError, CarryChangedError
-from .._options import BatchMode
-from .._validate import check_seed
+from .._arguments import check_seed
+from .._block_spec import BlockSpec, block_name
+from .._errors import BlockCallError, BlockOutputError, CarryChangedError
+from .._options import BatchMode, StackOptions
 from ._compare import OrderComparison, compare_lift_orders
-from ._describe import LayoutReport, confused_split_fix, confused_split_message, describe
-from ._inputs import as_block, as_carry, check_one_layer
+from ._describe import LayoutReport, confused_splits, describe
+from ._inputs import as_block, as_carry, carry_text, check_one_layer, per_example
 from ._spec import Composition, LiftOrder, as_composition
 
 __all__ = ["CheckReport", "Finding", "Pitfall", "Severity", "check"]
@@ -41,8 +43,13 @@ class Pitfall(enum.Enum):
     """The faults the doctor knows."""
 
     WIDTH_MISMATCH = "width-mismatch"
+    CARRY_DTYPE = "carry-dtype"
+    CARRY_STRUCTURE = "carry-structure"
     BLOCK_OUTPUT = "block-output"
+    BLOCK_FAILS = "block-fails"
     CONFUSED_SPLIT = "confused-split"
+    LAYERS_WITHOUT_SPLIT = "layers-without-split"
+    WEIGHT_TYING = "weight-tying"
     ENSEMBLE_BY_ACCIDENT = "ensemble-by-accident"
     ENSEMBLE_WITHOUT_SPLIT = "ensemble-without-split"
     SHARED_BY_ACCIDENT = "shared-by-accident"
@@ -81,6 +88,11 @@ class CheckReport:
     comparison: OrderComparison | None = None
 
     @property
+    def block_name(self) -> str:
+        """The block's class name (``Block``), as the lifts line names it."""
+        return block_name(self.block)
+
+    @property
     def ok(self) -> bool:
         """No finding is an error."""
         return not any(f.severity is Severity.ERROR for f in self.findings)
@@ -91,7 +103,7 @@ class CheckReport:
     def as_dict(self) -> dict:
         return {
             "block": self.block,
-            "recipe": self.composition.recipe(self.block.split("(")[0]),
+            "recipe": self.composition.recipe(self.block_name),
             "carry": self.carry,
             "batch": self.batch,
             "ok": self.ok,
@@ -99,6 +111,41 @@ class CheckReport:
             "layout": None if self.layout is None else self.layout.as_dict(),
             "comparison": None if self.comparison is None else self.comparison.as_dict(),
         }
+
+
+def _layer_findings(c: Composition, layout: LayoutReport) -> list[Finding]:
+    n = c.num_layers
+    if c.scan.variable_axis is None:  # split_rngs True was refused before (confused split)
+        return [
+            Finding(
+                Pitfall.WEIGHT_TYING,
+                Severity.INFO,
+                f"the scan's variable_axes={{'params': None}} means weight tying: one set of "
+                f"params shared by all {n} layers, the same {layout.block} applied {n} times "
+                f"({layout.count:,} params where per-layer params would take {n} times as many); "
+                f"Flax's nn.scan refuses None in variable_axes (a bare AssertionError), so the "
+                f"lifts line spells it as Flax accepts it",
+                'write nn.scan(..., variable_broadcast="params", split_rngs={"params": False}) '
+                "(as the lifts line shows); for per-layer params set variable_axes={'params': 0} "
+                "with split_rngs={'params': True} on the scan",
+            )
+        ]
+    if not c.scan.split_rngs:
+        per_layer = layout.count // n
+        return [
+            Finding(
+                Pitfall.LAYERS_WITHOUT_SPLIT,
+                Severity.WARNING,
+                f"the scan's variable_axes={{'params': 0}} stores one slice of params per layer, "
+                f"but the scan's split_rngs={{'params': False}} initialises every slice from the "
+                f"same key: {n} identical layers at init, {layout.count - per_layer:,} params "
+                f"spent on copies; they drift apart only through training",
+                "set split_rngs={'params': True} on the scan for layers that start different; "
+                'for one set shared by all layers write variable_broadcast="params" on the scan '
+                "(weight tying)",
+            )
+        ]
+    return []
 
 
 def _ensemble_findings(c: Composition, layout: LayoutReport) -> list[Finding]:
@@ -206,7 +253,13 @@ def _order_finding(block_name: str, cmp: OrderComparison) -> Finding:
     )
 
 
-def check(block, composition: Composition, carry, *, seed: int = 0) -> CheckReport:
+def check(
+    block: nn.Module | type[nn.Module],
+    composition: Composition | StackOptions,
+    carry: Any,
+    *,
+    seed: int = 0,
+) -> CheckReport:
     """Findings for ``composition`` of ``block`` on ``carry`` (arguments as for :func:`describe`).
 
     Spec faults and a carry that changes shape are found before the stack is
@@ -230,25 +283,26 @@ def check(block, composition: Composition, carry, *, seed: int = 0) -> CheckRepo
     seed = check_seed(seed)
     abstract, batch = as_carry(carry, composition)
     report = functools.partial(CheckReport, spec.text(), composition, carry_text(abstract), batch)
-    message = confused_split_message(composition, batch)
-    if message is not None:
-        fix = confused_split_fix(composition)
-        return report((Finding(Pitfall.CONFUSED_SPLIT, Severity.ERROR, message, fix),), None)
+    faults = confused_splits(composition, batch)
+    if faults:
+        return report(
+            tuple(
+                Finding(Pitfall.CONFUSED_SPLIT, Severity.ERROR, f.explanation, f.fix)
+                for f in faults
+            ),
+            None,
+        )
     try:
         check_one_layer(spec, abstract, composition)
     except CarryChangedError as err:
-        finding = Finding(
-            Pitfall.WIDTH_MISMATCH,
-            Severity.ERROR,
-            _width_message(spec, abstract, err),
-            _width_fix(spec),
-        )
-        return report((finding,), None)
+        return report((_carry_finding(spec, abstract, composition, err),), None)
+    except BlockCallError as err:
+        return report((_call_finding(spec, abstract, composition, err),), None)
     except BlockOutputError as err:
         fix = "end the block's __call__ with `return carry, None` (or `return carry, y`)"
         return report((Finding(Pitfall.BLOCK_OUTPUT, Severity.ERROR, str(err), fix),), None)
     layout = describe(block, composition, carry)
-    findings = _ensemble_findings(composition, layout)
+    findings = _layer_findings(composition, layout) + _ensemble_findings(composition, layout)
     comparison = None
     if composition.order is LiftOrder.SCAN_OF_VMAP:
         comparison = compare_lift_orders(spec, composition, abstract, seed=seed)
@@ -256,34 +310,75 @@ def check(block, composition: Composition, carry, *, seed: int = 0) -> CheckRepo
     return report(tuple(findings), layout, comparison)
 
 
-def carry_text(abstract) -> str:
-    """``float32[4, 8]`` for one leaf, a dict of those for a pytree carry."""
-    text = jax.tree_util.tree_map(
-        lambda s: f"{np.dtype(s.dtype).name}[{', '.join(map(str, s.shape))}]", abstract
-    )
-    return text if isinstance(text, str) else str(text)
-
-
-def _width_message(spec, abstract, err: CarryChangedError) -> str:
-    text = str(err).split(" across one layer")[0]
+def _width_detail(spec: BlockSpec, abstract, composition: Composition) -> str:
+    """``x.shape[-1] is 5 but Block(features=4) ...`` when a ``features`` field explains it."""
     fields = dict(spec.fields)
-    leaves = jax.tree_util.tree_leaves(abstract)
-    detail = ""
-    if "features" in fields and len(leaves) == 1 and leaves[0].shape[-1] != fields["features"]:
-        detail = (
-            f": x.shape[-1] is {leaves[0].shape[-1]} but {spec.text()} maps every layer's "
-            f"output to width {fields['features']}"
+    leaves = jax.tree_util.tree_leaves(per_example(abstract, composition))
+    features = fields.get("features")
+    if isinstance(features, int) and len(leaves) == 1 and leaves[0].shape:
+        width = leaves[0].shape[-1]
+        if width != features:
+            return (
+                f"x.shape[-1] is {width} but {spec.text()} maps every layer's output to width "
+                f"{features}"
+            )
+    return ""
+
+
+_WIDTH_FIX = (
+    "make x.shape[-1] == features: build the block with features equal to the carry's "
+    "width, or project the input to features with a Dense before the stack"
+)
+
+
+def _carry_finding(spec, abstract, composition, err: CarryChangedError) -> Finding:
+    if err.kind == "dtype":
+        return Finding(
+            Pitfall.CARRY_DTYPE,
+            Severity.ERROR,
+            f"the block changes {err.leaf} from {err.before} to {err.after} across one layer; a "
+            f"scan's carry must keep its dtype from layer to layer, so the stack fails as soon "
+            f"as JAX traces it",
+            f"return the carry in the dtype it came in: cast the block's output back "
+            f"(y.astype({err.before.split('[')[0]})), or give the stack a carry of dtype "
+            f"{err.after.split('[')[0]}",
         )
-    return (
-        f"{text} across one layer{detail}; a scan's carry must keep its shape from layer to "
-        f"layer, so the stack would fail as soon as JAX traces it"
+    if err.kind == "structure":
+        return Finding(
+            Pitfall.CARRY_STRUCTURE,
+            Severity.ERROR,
+            str(err),
+            "return the carry with the same keys and nesting, and put other outputs in y",
+        )
+    detail = _width_detail(spec, abstract, composition)
+    has_features = "features" in dict(spec.fields)
+    return Finding(
+        Pitfall.WIDTH_MISMATCH,
+        Severity.ERROR,
+        f"the block changes {err.leaf} from {err.before} to {err.after} across one layer"
+        f"{': ' + detail if detail else ''}; a scan's carry must keep its shape from layer to "
+        f"layer, so the stack would fail as soon as JAX traces it",
+        _WIDTH_FIX
+        if has_features
+        else "make the block return a carry of the same shape as the one it receives",
     )
 
 
-def _width_fix(spec) -> str:
-    if "features" in dict(spec.fields):
-        return (
-            "make x.shape[-1] == features: build the block with features equal to the carry's "
-            "width, or project the input to features with a Dense before the stack"
+def _call_finding(spec, abstract, composition, err: BlockCallError) -> Finding:
+    detail = _width_detail(spec, abstract, composition)
+    if detail:  # the seed's pitfall in a residual block: x + Dense(features)(x)
+        return Finding(
+            Pitfall.WIDTH_MISMATCH,
+            Severity.ERROR,
+            f"{detail}, and the block fails on the carry it is given ({err.cause}); in a "
+            f"residual block x + Dense(features)(x) the widths must agree, and a scan's carry "
+            f"must keep its shape from layer to layer",
+            _WIDTH_FIX,
         )
-    return "make the block return a carry of the same shape and dtype as the one it receives"
+    return Finding(
+        Pitfall.BLOCK_FAILS,
+        Severity.ERROR,
+        str(err),
+        "make the block accept the carry (and return one of the same shape and dtype), or "
+        "describe it with a carry it takes",
+    )

@@ -98,8 +98,9 @@ def compare_lift_orders(
         rev_shapes = jax.eval_shape(rev.init, key, carry, None)
     except Exception as err:  # noqa: BLE001 - reported, not hidden: it is the finding
         return OrderComparison(f"{type(err).__name__}: {err}", False, False, None, None, None)
-    same_structure = jax.tree_util.tree_structure(good_shapes) == jax.tree_util.tree_structure(
-        rev_shapes
+    same_structure = bool(
+        jax.tree_util.tree_structure(good_shapes)  # type: ignore[operator]
+        == jax.tree_util.tree_structure(rev_shapes)
     )
     both_add_axes = (
         composition.scan.variable_axis is not None and composition.vmap.variable_axis is not None

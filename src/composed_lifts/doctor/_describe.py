@@ -9,12 +9,24 @@ layer and batch axes.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
 
+from .._block_spec import block_name
 from .._errors import ConfusedSplitError
-from ._inputs import BlockSpec, as_block, as_carry, check_one_layer, per_example, with_batch
+from .._options import StackOptions
+from ._inputs import (
+    BlockSpec,
+    as_block,
+    as_carry,
+    check_one_layer,
+    one_layer_init,
+    per_example,
+    with_batch,
+)
 from ._roles import AxisRole, axis_roles, probe_sizes
 from ._spec import Composition, as_composition, compose
 
@@ -23,9 +35,9 @@ __all__ = [
     "LeafReport",
     "UnrolledTotals",
     "abstract_variables",
-    "confused_split_fix",
-    "confused_split_message",
+    "confused_splits",
     "describe",
+    "leaf_reports",
 ]
 
 
@@ -103,6 +115,11 @@ class LayoutReport:
     unrolled: UnrolledTotals
 
     @property
+    def block_name(self) -> str:
+        """The block's class name (``Block``), as the lifts line names it."""
+        return block_name(self.block)
+
+    @property
     def count(self) -> int:
         return sum(leaf.count for leaf in self.leaves)
 
@@ -121,7 +138,7 @@ class LayoutReport:
         c = self.composition
         return {
             "block": self.block,
-            "recipe": c.recipe(self.block.split("(")[0]),
+            "recipe": c.recipe(self.block_name),
             "order": c.order.value,
             "num_layers": c.num_layers,
             "batch": self.batch,
@@ -135,36 +152,36 @@ class LayoutReport:
         }
 
 
-def confused_split_message(composition: Composition, batch: int) -> str | None:
-    """Why ``composition`` splits an RNG that no params axis can hold, or ``None``."""
-    vmap, scan = composition.vmap, composition.scan
+def leaf_reports(base, more_layers, more_batch) -> tuple[LeafReport, ...]:
+    """Every leaf of ``base`` with its axis roles, from the same variables evaluated with one
+    more layer and two more examples (trees of anything with ``.shape`` and ``.dtype``)."""
+    roles = axis_roles(base, more_layers, more_batch)
+    return tuple(
+        LeafReport(path, tuple(int(d) for d in leaf.shape), np.dtype(leaf.dtype).name, r)
+        for (path, r), leaf in zip(roles, jax.tree_util.tree_leaves(base))
+    )
+
+
+def confused_splits(composition: Composition, batch: int) -> list[ConfusedSplitError]:
+    """The lifts of ``composition`` that split an RNG no params axis can hold (scan first)."""
+    faults = []
+    if composition.scan.variable_axis is None and composition.scan.split_rngs:
+        faults.append(ConfusedSplitError("scan", composition.num_layers))
+    vmap = composition.vmap
     if composition.batched and vmap.variable_axis is None and vmap.split_rngs:
-        return (
-            "the vmap's split_rngs={'params': True} gives every example its own init key, but "
-            "its variable_axes={'params': None} says the params are shared across the batch, so "
-            f"{batch} different inits have nowhere to go; JAX would fail inside the vmap with "
-            '"got '
-            'axis spec None but output was batched" (the params came out with a batch axis the '
-            "spec says they do not have)"
-        )
-    if scan.variable_axis is None and scan.split_rngs:
-        return (
-            "the scan's split_rngs={'params': True} gives every layer its own init key, but its "
-            "variable_axes={'params': None} (variable_broadcast='params') shares one set of "
-            f"params across the layers, so {composition.num_layers} different inits have nowhere "
-            "to go; Flax would fail "
-            'with "broadcasted variable has a data dependency on the scan body"'
-        )
-    return None
+        faults.append(ConfusedSplitError("vmap", batch))
+    return faults
 
 
 def abstract_variables(block: BlockSpec, composition: Composition, carry):
-    """``jax.eval_shape`` of ``init`` of the composed stack (shapes only)."""
+    """``jax.eval_shape`` of ``init`` of the composed stack (shapes only, metadata unboxed)."""
     model = compose(block.cls, composition)(**dict(block.fields))
-    return jax.eval_shape(model.init, jax.random.PRNGKey(0), carry, None)
+    return nn.meta.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), carry, None))
 
 
-def describe(block, composition: Composition, carry) -> LayoutReport:
+def describe(
+    block: nn.Module | type[nn.Module], composition: Composition | StackOptions, carry: Any
+) -> LayoutReport:
     """The variables ``composition`` of ``block`` will have for ``carry``, with each axis's role.
 
     Args:
@@ -192,24 +209,24 @@ def describe(block, composition: Composition, carry) -> LayoutReport:
     spec = as_block(block)
     composition = as_composition(composition)
     abstract, batch = as_carry(carry, composition)
-    message = confused_split_message(composition, batch)
-    if message is not None:
-        raise ConfusedSplitError(f"{message}; {confused_split_fix(composition)}")
+    faults = confused_splits(composition, batch)
+    if faults:
+        raise faults[0]
     check_one_layer(spec, abstract, composition)
     n = composition.num_layers
     more_n, more_b = probe_sizes(n, batch)
     base = abstract_variables(spec, composition, abstract)
-    roles = axis_roles(
+    leaves = leaf_reports(
         base,
         abstract_variables(spec, composition.with_layers(more_n), abstract),
         abstract_variables(spec, composition, with_batch(abstract, more_b)),
     )
-    leaves = tuple(
-        LeafReport(path, tuple(int(d) for d in leaf.shape), np.dtype(leaf.dtype).name, r)
-        for (path, r), leaf in zip(roles, jax.tree_util.tree_leaves(base))
-    )
-    one = jax.eval_shape(
-        spec.make().init, jax.random.PRNGKey(0), per_example(abstract, composition), None
+    one = nn.meta.unbox(
+        jax.eval_shape(
+            one_layer_init(spec, composition),
+            jax.random.PRNGKey(0),
+            per_example(abstract, composition),
+        )
     )
     one_leaves = jax.tree_util.tree_leaves(one)
     per_block = sum(int(np.prod(s.shape, dtype=np.int64)) for s in one_leaves)
@@ -225,18 +242,4 @@ def describe(block, composition: Composition, carry) -> LayoutReport:
         batch=batch,
         leaves=leaves,
         unrolled=UnrolledTotals(blocks, per_block, per_block_bytes),
-    )
-
-
-def confused_split_fix(composition: Composition) -> str:
-    """The fix for :func:`confused_split_message`'s fault."""
-    if composition.batched and composition.vmap.variable_axis is None:
-        return (
-            "for params shared across the batch use split_rngs={'params': False} on the vmap; "
-            "for an ensemble (one stack per example) use variable_axes={'params': 0} with "
-            "split_rngs={'params': True}"
-        )
-    return (
-        "for one set of params shared by all layers use split_rngs={'params': False} on the "
-        "scan; for per-layer params use variable_axes={'params': 0}"
     )

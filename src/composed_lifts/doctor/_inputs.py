@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_block_step, check_same_batch
-from .._errors import ArgumentTypeError, BatchSizeError
-from .._options import BatchMode, StackOptions
+from .._block_probe import check_block_step, check_same_batch, leaf_type
+from .._block_spec import BlockSpec
+from .._errors import ArgumentRangeError, ArgumentTypeError, BlockCallError, ComposedLiftsError
 from ._spec import Composition
 
-__all__ = ["BlockSpec", "as_block", "as_carry", "check_one_layer", "per_example", "with_batch"]
-
-
-@dataclasses.dataclass(frozen=True)
-class BlockSpec:
-    """A Linen block class and the field values to build it with."""
-
-    cls: type[nn.Module]
-    fields: tuple[tuple[str, object], ...]
-
-    @property
-    def name(self) -> str:
-        return self.cls.__name__
-
-    def make(self) -> nn.Module:
-        return self.cls(**dict(self.fields), parent=None)
-
-    def text(self) -> str:
-        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.fields)})"
+__all__ = [
+    "BlockSpec",
+    "as_block",
+    "as_carry",
+    "carry_text",
+    "check_one_layer",
+    "one_layer_init",
+    "per_example",
+    "with_batch",
+]
 
 
 def as_block(block) -> BlockSpec:
@@ -42,21 +31,18 @@ def as_block(block) -> BlockSpec:
             block = block()
         except TypeError as err:
             raise ArgumentTypeError(
-                f"block {block.__name__} needs field values ({err}); pass an instance, e.g. "
-                f"{block.__name__}(features=8), and the doctor will use its fields"
+                "block",
+                "a module instance with its field values",
+                f"the class {block.__name__}, which needs field values ({err})",
+                f"pass an instance, e.g. {block.__name__}(features=8)",
             ) from None
     if not isinstance(block, nn.Module):
         raise ArgumentTypeError(
-            f"block must be a Linen module instance such as Block(features=8), got "
-            f"{type(block).__name__} {block!r}"
+            "block",
+            "a Linen module instance such as Block(features=8)",
+            f"{type(block).__name__} {block!r}",
         )
-    cls = type(block)
-    fields = tuple(
-        (f.name, getattr(block, f.name))
-        for f in dataclasses.fields(cls)
-        if f.init and f.name not in ("parent", "name")
-    )
-    return BlockSpec(cls, fields)
+    return BlockSpec.of(block)
 
 
 def _abstract(leaf):
@@ -65,8 +51,10 @@ def _abstract(leaf):
     if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
         return jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype)
     raise ArgumentTypeError(
-        f"carry leaves must be arrays or jax.ShapeDtypeStruct, got {type(leaf).__name__} "
-        f"{leaf!r}; for one float32 carry pass its shape, e.g. carry=(4, 8)"
+        "carry leaves",
+        "arrays or jax.ShapeDtypeStruct",
+        f"{type(leaf).__name__} {leaf!r}",
+        "for one float32 carry pass its shape, e.g. carry=(4, 8)",
     )
 
 
@@ -86,17 +74,27 @@ def as_carry(carry, composition: Composition):
     leaves = jax.tree_util.tree_flatten_with_path(abstract)[0]
     if not leaves:
         raise ArgumentTypeError(
-            f"carry must hold at least one array, got {carry!r}; e.g. carry=(4, 8) for a "
-            f"batch of 4 examples of width 8"
+            "carry",
+            "at least one array",
+            repr(carry),
+            "e.g. carry=(4, 8) for a batch of 4 examples of width 8",
         )
     for path, leaf in leaves:
-        if len(leaf.shape) == 0 or leaf.shape[0] < 1:
-            raise BatchSizeError(
-                f"carry{jax.tree_util.keystr(path)} has shape {leaf.shape}; the doctor needs the "
-                f"batch on axis 0 with at least one example, e.g. carry=(4, 8)"
+        if len(leaf.shape) and leaf.shape[0] < 1:
+            raise ArgumentRangeError(
+                f"carry{jax.tree_util.keystr(path)}",
+                "at least one example on axis 0",
+                f"shape {leaf.shape}",
+                "e.g. carry=(4, 8)",
             )
-    check_same_batch(abstract, None, StackOptions(num_layers=1))
+    check_same_batch(abstract, None, batched=True, xs_per_example=False)
     return abstract, leaves[0][1].shape[0]
+
+
+def carry_text(abstract) -> str:
+    """``float32[4, 8]`` for one leaf, a dict of those for a pytree carry."""
+    text = jax.tree_util.tree_map(lambda s: leaf_type(s.shape, s.dtype), abstract)
+    return text if isinstance(text, str) else str(text)
 
 
 def with_batch(carry, batch: int):
@@ -109,18 +107,51 @@ def with_batch(carry, batch: int):
 def check_one_layer(block: BlockSpec, carry, composition: Composition) -> None:
     """Evaluate one layer on one example abstractly; raise if it breaks the scan's contract.
 
-    Raises ``BlockOutputError`` when the block does not return ``(carry, y)``
-    and ``CarryChangedError`` when the carry changes structure, shape or dtype:
-    the same probe (:func:`composed_lifts._checks.check_block_step`) the stacks
-    run before tracing, here on the block as the doctor was given it.
+    Raises ``BlockOutputError`` when the block does not return ``(carry, y)``,
+    ``CarryChangedError`` when the carry changes structure, shape or dtype (the
+    same probe, :func:`composed_lifts._block_probe.check_block_step`, that the
+    stacks run before tracing), and ``BlockCallError`` when the block fails on
+    the carry at all (a residual ``x + Dense(features)(x)`` of another width).
     """
-    batch = BatchMode.SHARED if composition.batched else BatchMode.NONE
     key = jax.random.PRNGKey(0)
 
     def step(c, x, index):
-        return block.make().init_with_output(key, c, None)[0]
+        return block.make().init_with_output(key, c, None)[0], {}
 
-    check_block_step(step, carry, None, StackOptions(num_layers=1, batch=batch))
+    try:
+        check_block_step(
+            step,
+            carry,
+            None,
+            batched=composition.batched,
+            axis_name=composition.batch_axis_name,
+        )
+    except ComposedLiftsError:
+        raise
+    except Exception as err:  # the block's own failure, reported with the block and carry
+        cause = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        one = per_example(carry, composition)
+        raise BlockCallError(block.text(), carry_text(one), cause) from err
+
+
+def one_layer_init(block: BlockSpec, composition: Composition):
+    """``init(key, carry)`` of one block on one example's carry (under a vmap of one example
+    named ``batch_axis_name`` when the composition is batched, so that collectives resolve)."""
+
+    def init(key, carry):
+        return block.make().init(key, carry, None)
+
+    if not composition.batched:
+        return init
+
+    def one(key, carry):
+        batched = jax.tree_util.tree_map(lambda a: a[None], carry)
+        variables = jax.vmap(init, in_axes=(None, 0), axis_name=composition.batch_axis_name)(
+            key, batched
+        )
+        return jax.tree_util.tree_map(lambda a: a[0], variables)
+
+    return one
 
 
 def per_example(carry, composition: Composition):

@@ -50,7 +50,7 @@ def plot_layout(layout: LayoutReport, path: str | os.PathLike, *, title: str | N
     ax.set_ylim(0, height)
     ax.axis("off")
     c = layout.composition
-    block = layout.block.split("(")[0]
+    block = layout.block_name
     heading = title or f"{layout.block}: {c.order.value}, N={c.num_layers}, B={layout.batch}"
     ax.text(0.2, height - 0.45, heading, fontsize=11, weight="bold", va="center")
     ax.text(

@@ -10,6 +10,7 @@ any block, and when N == B (or either equals a feature width).
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import jax
 
@@ -53,7 +54,9 @@ def path_name(path) -> str:
     return "/".join(str(k) for k in keys)
 
 
-def axis_roles(base, more_layers, more_batch) -> list[tuple[str, tuple[AxisRole, ...]]]:
+def axis_roles(
+    base: Any, more_layers: Any, more_batch: Any
+) -> list[tuple[str, tuple[AxisRole, ...]]]:
     """Each leaf's path and axis roles from three evaluations of the same stack.
 
     The trees hold anything with a ``.shape`` (arrays, ``jax.ShapeDtypeStruct``).
@@ -71,10 +74,9 @@ def axis_roles(base, more_layers, more_batch) -> list[tuple[str, tuple[AxisRole,
     for name, other in (("N + 1 layers", more_layers), ("B + 2 examples", more_batch)):
         if jax.tree_util.tree_structure(other) != treedef:
             raise LayoutProbeError(
-                f"the param tree changes structure when the stack is evaluated with {name}: "
-                f"{treedef} vs {jax.tree_util.tree_structure(other)}; the doctor finds axis "
-                f"roles by re-evaluating with another N and B, so a block whose params depend "
-                f"on them cannot be described: make its param names independent of N and B"
+                "the param tree",
+                f"changes structure when the stack is evaluated with {name}: {treedef} vs "
+                f"{jax.tree_util.tree_structure(other)}",
             )
     n_leaves = jax.tree_util.tree_leaves(more_layers)
     b_leaves = jax.tree_util.tree_leaves(more_batch)
@@ -82,9 +84,9 @@ def axis_roles(base, more_layers, more_batch) -> list[tuple[str, tuple[AxisRole,
         shape, n_shape, b_shape = tuple(leaf.shape), tuple(n_leaf.shape), tuple(b_leaf.shape)
         if not len(shape) == len(n_shape) == len(b_shape):
             raise LayoutProbeError(
-                f"param {path_name(path)} has shape {shape}, but {n_shape} with one "
-                f"more layer and {b_shape} with two more examples: its rank changes, so its "
-                f"axes have no fixed roles; make the block's params independent of N and B"
+                f"param {path_name(path)}",
+                f"has shape {shape}, but {n_shape} with one more layer and {b_shape} with two "
+                f"more examples: its rank changes, so its axes have no fixed roles",
             )
         roles = []
         for d, dn, db in zip(shape, n_shape, b_shape):

@@ -18,75 +18,16 @@ evaluate exactly what a user would have written.
 from __future__ import annotations
 
 import dataclasses
-import enum
+from collections.abc import Mapping
 
 import flax.linen as nn
 
-from .._errors import ArgumentRangeError, ArgumentTypeError
-from .._options import BatchMode, LayerInputs, StackOptions
-from .._validate import check_integer
+from .._arguments import check_integer
+from .._errors import ArgumentTypeError
+from .._lifts import PER_LAYER, SHARED, LiftOrder, LiftParams, Lifts, batch_params, derive_lifts
+from .._options import BatchMode, LayerInputs, StackOptions, collection_axes_pairs, require_options
 
 __all__ = ["Composition", "LiftOrder", "LiftParams", "as_composition", "compose"]
-
-
-class LiftOrder(enum.Enum):
-    """Which lift wraps which.
-
-    - ``VMAP_OF_SCAN``: ``nn.vmap(nn.scan(Block))``, the seed's order: the scan over
-      layers is inside, the batch vmap outside.
-    - ``SCAN_OF_VMAP``: ``nn.scan(nn.vmap(Block))``, the order reversed: every layer
-      of the scan is a vmapped block.
-    - ``SCAN_ONLY``: ``nn.scan(Block)``, no batch lift (``BatchMode.NONE``); the block
-      sees the whole batch itself, and the vmap's settings are ignored.
-    """
-
-    VMAP_OF_SCAN = "vmap-of-scan"
-    SCAN_OF_VMAP = "scan-of-vmap"
-    SCAN_ONLY = "scan-only"
-
-
-@dataclasses.dataclass(frozen=True)
-class LiftParams:
-    """One lift's entries for the ``params`` collection.
-
-    Attributes:
-      variable_axis: ``variable_axes["params"]``: ``0`` gives params a new leading axis
-        (one slice per layer for the scan, per example for the vmap); ``None`` shares
-        them across the lift (for the scan, ``variable_broadcast="params"``).
-      split_rngs: ``split_rngs["params"]``: split the init RNG so that every slice
-        initialises differently.
-    """
-
-    variable_axis: int | None
-    split_rngs: bool
-
-    def __post_init__(self):
-        axis = self.variable_axis
-        if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
-            raise ArgumentTypeError(
-                f"LiftParams.variable_axis must be 0 or None, got {axis!r}; use 0 for one "
-                f"slice per step of the lift, None to share params across it"
-            )
-        if axis not in (0, None):
-            raise ArgumentRangeError(
-                f"LiftParams.variable_axis must be 0 or None, got {axis!r}; the doctor "
-                f"examines lifts that add a leading axis (0) or none (None)"
-            )
-        if not isinstance(self.split_rngs, bool):
-            raise ArgumentTypeError(
-                f"LiftParams.split_rngs must be True or False, got {self.split_rngs!r}"
-            )
-
-    def flax_text(self) -> str:
-        """The two keyword arguments as they read in Flax code."""
-        return (
-            f'variable_axes={{"params": {self.variable_axis}}}, '
-            f'split_rngs={{"params": {self.split_rngs}}}'
-        )
-
-
-_SCAN_DEFAULT = LiftParams(variable_axis=0, split_rngs=True)
-_VMAP_DEFAULT = LiftParams(variable_axis=None, split_rngs=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,61 +43,79 @@ class Composition:
         (one stack for every example) or ``BatchMode.ENSEMBLE`` (one per example);
         the doctor reports a layout that differs from it.
 
+      collection_axes: the vmap's axis for collections other than params, as
+        ``StackOptions.collection_axes`` (``batch_stats`` shared, others per example).
+      layer_axis_name, batch_axis_name: as in ``StackOptions``: the partitioning
+        names of the two axes, and the vmap's axis name (for ``BatchNorm(axis_name=...)``).
+
+    The lifts it makes are :meth:`lifts` (the derivation ``linen_stack`` uses too),
+    and :meth:`recipe` prints them as Flax code that runs as printed:
+
     >>> print(Composition(num_layers=4).recipe("Block"))
-    nn.vmap(nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=4),
-            variable_axes={"params": None}, split_rngs={"params": False})
+    nn.vmap(nn.scan(Block, variable_axes={"params": 0, True: 0}, split_rngs={"params": True, True:
+    True}, length=4, in_axes=0, out_axes=0, metadata_params={nn.PARTITION_NAME: "layers"}),
+    variable_axes={"params": None, "batch_stats": None, True: 0}, split_rngs={"params": False, True:
+    True}, in_axes=(0, None), out_axes=0, axis_name="batch", metadata_params={nn.PARTITION_NAME:
+    "batch"})
     """
 
     num_layers: int
     order: LiftOrder = LiftOrder.VMAP_OF_SCAN
-    scan: LiftParams = _SCAN_DEFAULT
-    vmap: LiftParams = _VMAP_DEFAULT
+    scan: LiftParams = PER_LAYER
+    vmap: LiftParams = SHARED
     intent: BatchMode = BatchMode.SHARED
+    collection_axes: Mapping[str, int | None] | tuple = ()
+    layer_axis_name: str | None = "layers"
+    batch_axis_name: str = "batch"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_integer("Composition.num_layers", self.num_layers, minimum=1)
+        pairs = collection_axes_pairs("Composition.collection_axes", self.collection_axes)
+        object.__setattr__(self, "collection_axes", pairs)
         for name, cls in (("order", LiftOrder), ("intent", BatchMode)):
             value = getattr(self, name)
             if not isinstance(value, cls):
                 choices = ", ".join(f"{cls.__name__}.{m.name}" for m in cls)
                 raise ArgumentTypeError(
-                    f"Composition.{name} must be a {cls.__name__} ({choices}), got {value!r}"
+                    f"Composition.{name}", f"a {cls.__name__} ({choices})", repr(value)
                 )
         for name in ("scan", "vmap"):
             if not isinstance(getattr(self, name), LiftParams):
                 raise ArgumentTypeError(
-                    f"Composition.{name} must be a LiftParams, got {getattr(self, name)!r}; "
-                    f"e.g. LiftParams(variable_axis=0, split_rngs=True)"
+                    f"Composition.{name}",
+                    "a LiftParams",
+                    repr(getattr(self, name)),
+                    "e.g. LiftParams(variable_axis=0, split_rngs=True)",
                 )
 
     @classmethod
     def from_options(cls, options: StackOptions) -> Composition:
         """The composition that :func:`composed_lifts.linen_stack` builds for ``options``.
 
-        It reads ``num_layers`` and ``batch``; ``remat``, ``reverse`` and ``unroll`` do
-        not change the param layout. The doctor calls a block as ``block(carry, None)``,
-        so options that change that call (``layer_index``, per-example ``layer_inputs``)
-        are refused.
+        Everything that shapes the variables is kept (``batch``, ``collection_axes``,
+        the axis names); ``remat``, ``reverse`` and ``unroll`` do not change the
+        layout. The doctor calls a block as ``block(carry, None)``, so options that
+        change that call (``layer_index``, per-example ``layer_inputs``) are refused.
         """
-        if not isinstance(options, StackOptions):
-            raise ArgumentTypeError(
-                f"options must be a StackOptions, got {options!r}; e.g. StackOptions(num_layers=4)"
-            )
+        require_options(options)
         if options.layer_index or options.layer_inputs is not LayerInputs.SHARED:
             raise ArgumentTypeError(
-                f"the doctor calls the block as block(carry, None), but these options give it "
-                f"other arguments (layer_index={options.layer_index}, layer_inputs="
-                f"{options.layer_inputs}); describe it with StackOptions(num_layers="
-                f"{options.num_layers}, batch={options.batch}) and a block that takes (carry, x)"
+                "options",
+                "options whose block is called as block(carry, None), as the doctor calls it",
+                f"layer_index={options.layer_index}, layer_inputs={options.layer_inputs}",
+                f"describe it with StackOptions(num_layers={options.num_layers}, "
+                f"batch={options.batch}) and a block that takes (carry, x)",
             )
-        ensemble = options.batch is BatchMode.ENSEMBLE
         return cls(
             num_layers=options.num_layers,
             order=(
                 LiftOrder.SCAN_ONLY if options.batch is BatchMode.NONE else LiftOrder.VMAP_OF_SCAN
             ),
-            vmap=LiftParams(variable_axis=0 if ensemble else None, split_rngs=ensemble),
+            vmap=batch_params(options.batch),
             intent=options.batch,
+            collection_axes=options.collection_axes,
+            layer_axis_name=options.layer_axis_name,
+            batch_axis_name=options.batch_axis_name,
         )
 
     @property
@@ -170,35 +129,21 @@ class Composition:
     def with_order(self, order: LiftOrder) -> Composition:
         return dataclasses.replace(self, order=order)
 
-    def scan_kwargs(self) -> dict:
-        """The ``nn.scan`` keyword arguments (params as specified, other collections per layer)."""
-        kwargs: dict = {"length": self.num_layers, "in_axes": 0, "out_axes": 0}
-        if self.scan.variable_axis is None:
-            kwargs["variable_broadcast"] = "params"
-            kwargs["variable_axes"] = {True: 0}
-        else:
-            kwargs["variable_axes"] = {"params": self.scan.variable_axis, True: 0}
-        kwargs["split_rngs"] = {"params": self.scan.split_rngs, True: True}
-        return kwargs
-
-    def vmap_kwargs(self) -> dict:
-        """The ``nn.vmap`` keyword arguments (``batch_stats`` shared, others per example)."""
-        return {
-            "in_axes": 0,
-            "out_axes": 0,
-            "variable_axes": {"params": self.vmap.variable_axis, "batch_stats": None, True: 0},
-            "split_rngs": {"params": self.vmap.split_rngs, True: True},
-        }
+    def lifts(self) -> Lifts:
+        """The keyword arguments of ``nn.scan`` and ``nn.vmap`` this composition is built from."""
+        return derive_lifts(
+            self.num_layers,
+            order=self.order,
+            scan=self.scan,
+            vmap=self.vmap,
+            collection_axes=self.collection_axes,
+            layer_axis_name=self.layer_axis_name,
+            batch_axis_name=self.batch_axis_name,
+        )
 
     def recipe(self, block_name: str = "Block") -> str:
-        """The composition as one line of Flax code (params entries only)."""
-        scan = f"{self.scan.flax_text()}, length={self.num_layers}"
-        vmap = self.vmap.flax_text()
-        if self.order is LiftOrder.SCAN_ONLY:
-            return f"nn.scan({block_name}, {scan})"
-        if self.order is LiftOrder.VMAP_OF_SCAN:
-            return f"nn.vmap(nn.scan({block_name}, {scan}), {vmap})"
-        return f"nn.scan(nn.vmap({block_name}, {vmap}), {scan})"
+        """The composition as one line of Flax code, exactly as it is built (runs as printed)."""
+        return self.lifts().recipe(block_name)
 
 
 def as_composition(value) -> Composition:
@@ -207,8 +152,10 @@ def as_composition(value) -> Composition:
         return Composition.from_options(value)
     if not isinstance(value, Composition):
         raise ArgumentTypeError(
-            f"composition must be a Composition or a StackOptions, got {value!r}; e.g. "
-            f"Composition(num_layers=4) or StackOptions(num_layers=4)"
+            "composition",
+            "a Composition or a StackOptions",
+            repr(value),
+            "e.g. Composition(num_layers=4) or StackOptions(num_layers=4)",
         )
     return value
 
@@ -229,10 +176,6 @@ def compose(block: type[nn.Module], composition: Composition) -> type[nn.Module]
     """
     if not (isinstance(block, type) and issubclass(block, nn.Module)):
         raise ArgumentTypeError(
-            f"block must be a Linen module class (a subclass of flax.linen.Module), got {block!r}"
+            "block", "a Linen module class (a subclass of flax.linen.Module)", repr(block)
         )
-    if composition.order is LiftOrder.SCAN_ONLY:
-        return nn.scan(block, **composition.scan_kwargs())
-    if composition.order is LiftOrder.VMAP_OF_SCAN:
-        return nn.vmap(nn.scan(block, **composition.scan_kwargs()), **composition.vmap_kwargs())
-    return nn.scan(nn.vmap(block, **composition.vmap_kwargs()), **composition.scan_kwargs())
+    return composition.lifts().build(block)

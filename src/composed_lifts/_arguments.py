@@ -37,17 +37,18 @@ def check_integer(name: str, value: Any, *, minimum: int | None = None) -> int:
     """Return ``value`` as a Python int; ``bool`` is refused, NumPy integers are accepted."""
     if isinstance(value, jax.core.Tracer):
         raise ArgumentTypeError(
-            f"{name} must be a concrete integer, got a traced value {value!r}; "
-            f"under jax.jit mark it static, e.g. jax.jit(f, static_argnames=({name!r},))"
+            name,
+            "a concrete integer",
+            f"a traced value {value!r}",
+            f"under jax.jit mark it static, e.g. jax.jit(f, static_argnames=({name!r},))",
         )
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ArgumentTypeError(
-            f"{name} must be an integer (int or numpy integer), got {_describe(value)}; "
-            f"pass e.g. {name}=4"
+            name, "an integer (int or numpy integer)", _describe(value), f"pass e.g. {name}=4"
         )
     value = int(value)
     if minimum is not None and value < minimum:
-        raise ArgumentRangeError(f"{name} must be >= {minimum}, got {value}")
+        raise ArgumentRangeError(name, f">= {minimum}", value)
     return value
 
 
@@ -55,31 +56,14 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     """Return ``seed`` as an int in ``[0, 2**32 - 1]``, the values a 32-bit PRNG key holds."""
     seed = check_integer(name, seed)
     if not 0 <= seed <= SEED_MAX:
-        raise SeedRangeError(
-            f"{name} must be in [0, 2**32 - 1] = [0, {SEED_MAX}] so that a 32-bit PRNG key "
-            f"holds it, got {seed}; jax.random.PRNGKey would silently wrap it "
-            f"(PRNGKey(2**32) == PRNGKey(0), PRNGKey(-1) == PRNGKey(2**32 - 1)); "
-            f"reduce it first, e.g. {name} % 2**32"
-        )
+        raise SeedRangeError(name, seed)
     return seed
 
 
 def _check_real_dtype(name: str, dtype: np.dtype) -> None:
-    if jnp.issubdtype(dtype, jnp.bool_):
-        raise InputDtypeError(
-            f"{name} must hold real numbers, got dtype bool; cast it first, e.g. "
-            f"np.asarray({name}, np.float32)"
-        )
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        raise InputDtypeError(
-            f"{name} must hold real numbers, got complex dtype {dtype}; pass the real part "
-            f"({name}.real) or the magnitude (abs({name}))"
-        )
-    if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
-        raise InputDtypeError(
-            f"{name} must hold real numbers (an integer or float dtype), got dtype {dtype}; "
-            f"convert strings or objects to numbers first"
-        )
+    real = jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
+    if jnp.issubdtype(dtype, jnp.bool_) or not real:
+        raise InputDtypeError(name, dtype)
 
 
 def as_float32_matrix(
@@ -97,23 +81,18 @@ def as_float32_matrix(
             host = np.asarray(x)
         except ValueError as err:  # ragged nested lists
             raise InputShapeError(
-                f"{name} must be a rectangular 2-D array (batch, features); could not make an "
-                f"array of it: {err}"
+                name, f"a ragged sequence (no array could be made: {err})"
             ) from None
         _check_real_dtype(name, host.dtype)
     shape = tuple(x.shape) if host is None else host.shape
     if len(shape) != 2:
         raise InputShapeError(
-            f"{name} must be 2-D (batch, features), got {len(shape)}-D with shape {shape}; "
-            f"for one example use {name}[None, :], for a stack of batches reshape to "
-            f"(-1, {width})"
+            name,
+            f"{len(shape)}-D with shape {shape}",
+            f"for one example use {name}[None, :], for a stack of batches reshape to (-1, {width})",
         )
     if shape[-1] != width:
-        raise WidthMismatchError(
-            f"{name}.shape[-1] is {shape[-1]} but {width_name} is {width}: each layer maps its "
-            f"carry to width {width}, so the carry would change shape between layers; pass "
-            f"{width_name}={shape[-1]} or give {name} {width} columns"
-        )
+        raise WidthMismatchError(name, shape[-1], width_name, width)
     if host is None:
         x32 = jnp.asarray(x, jnp.float32)
         if check_finite and not isinstance(x32, jax.core.Tracer):
@@ -125,9 +104,5 @@ def as_float32_matrix(
     if check_finite and host is not None and not np.isfinite(host).all():
         bad = np.argwhere(~np.isfinite(host))
         first = tuple(int(i) for i in bad[0])
-        raise NonFiniteInputError(
-            f"{name} must be finite, found {len(bad)} NaN or infinite value(s) as float32, "
-            f"first at index {first} ({host[first]}); values beyond float32's range "
-            f"(about 3.4e38) become inf; clean the input or pass check_finite=False"
-        )
+        raise NonFiniteInputError(name, len(bad), first, float(host[first]))
     return jnp.asarray(host) if x32 is None else x32

@@ -1,11 +1,9 @@
-"""A :class:`CheckReport` as readable terminal text (rich): the param tree with axis roles, the
+"""A doctor's :class:`CheckReport` as readable terminal text (rich): the param tree with axis roles, the
 totals, the unrolled equivalent, and the findings with their fixes."""
 
 from __future__ import annotations
 
-from ._check import CheckReport, Severity
-from ._describe import LayoutReport
-from ._roles import probe_sizes
+from ..doctor import CheckReport, LayoutReport, Severity, probe_sizes
 
 __all__ = ["render_text"]
 
@@ -45,7 +43,7 @@ def render_text(report: CheckReport, console) -> None:
         f"[bold]{escape(report.block)}[/bold], N={c.num_layers} layers, B={report.batch} "
         f"examples, carry {escape(report.carry)}"
     )
-    console.print(f"lifts: {escape(c.recipe(report.block.split('(')[0]))}", soft_wrap=True)
+    console.print(f"lifts: {escape(c.recipe(report.block_name))}", soft_wrap=True)
     console.print(f"meant: params {c.intent.value} across the batch")
     layout = report.layout
     if layout is not None:
@@ -58,7 +56,7 @@ def render_text(report: CheckReport, console) -> None:
         u = layout.unrolled
         console.print(f"total: {layout.count:,} params, {layout.nbytes:,} bytes")
         console.print(
-            f"unrolled equivalent: {u.blocks} separate {report.block.split('(')[0]} instances x "
+            f"unrolled equivalent: {u.blocks} separate {report.block_name} instances x "
             f"{u.per_block_count:,} params = {u.count:,} params, {u.nbytes:,} bytes"
         )
     else:

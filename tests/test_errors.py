@@ -1,0 +1,88 @@
+"""Every class in composed_lifts.errors: its builtin, its docstring, and a message built from
+structured arguments that names what was seen, what was expected and the fix."""
+
+import inspect
+
+import pytest
+
+from composed_lifts import errors
+
+# One construction per class, and words its message must contain (what was seen, and the fix).
+CASES = {
+    "ArgumentTypeError": (
+        ("num_layers", "an integer", "bool True", "pass e.g. num_layers=4"),
+        ["num_layers must be an integer, got bool True; pass e.g. num_layers=4"],
+    ),
+    "ArgumentRangeError": (("unroll", ">= 1", 0), ["unroll must be >= 1, got 0"]),
+    "SeedRangeError": (("seed", -1), ["got -1", "seed % 2**32"]),
+    "InputShapeError": (("x", "1-D with shape (3,)", "use x[None, :]"), ["got 1-D", "x[None, :]"]),
+    "WidthMismatchError": (("x", 5, "features", 4), ["x.shape[-1] is 5 but features is 4"]),
+    "InputDtypeError": ((("x"), __import__("numpy").dtype(bool)), ["dtype bool", "np.float32"]),
+    "NonFiniteInputError": (("x", 2, (0, 1), float("nan")), ["found 2 NaN", "(0, 1)"]),
+    "InputFileError": (("cannot read in.npy: not a .npy file",), ["in.npy"]),
+    "CarryChangedError": (
+        ("dtype", "carry", "float32[6]", "bfloat16[6]"),
+        ["from float32[6] to bfloat16[6]", "astype"],
+    ),
+    "BlockOutputError": (("a single array",), ["returned a single array", "return carry, None"]),
+    "BlockCallError": (
+        ("Residual(features=4)", "float32[5]", "TypeError: add got incompatible shapes"),
+        ["Residual(features=4) fails", "float32[5]", "incompatible shapes"],
+    ),
+    "LayerInputsError": (("xs", (4, 6), 0, 3), ["xs has shape (4, 6)", "num_layers=3"]),
+    "BatchSizeError": (
+        ({"carry['a']": 2, "carry['b']": 3},),
+        ["carry['a'] has 2, carry['b'] has 3"],
+    ),
+    "MissingBatchAxisError": (
+        ("carry", (6,)),
+        ["carry has shape (6,)", "x[None]", "BatchMode.NONE"],
+    ),
+    "MissingRngError": (("apply", ["params"], "no dropout"), ["rngs={'dropout'"]),
+    "SharedCollectionError": (
+        (["batch_stats"], "batch"),
+        ["axis_name='batch'", "{'batch_stats': 0}"],
+    ),
+    "EnsembleSizeError": ((2, 3), ["2 members", "batch 3"]),
+    "ConfusedSplitError": (("scan", 4), ["4 different inits", "on the scan"]),
+    "BlockImportError": (("m:C", "cannot import module 'm'"), ["--block 'm:C': cannot import"]),
+    "LayoutProbeError": (("param w", "has shape (2,)"), ["param w has shape (2,)", "independent"]),
+    "LayoutMismatchError": (
+        ("params['w']", "has shape (3,)", "this stack makes (2, 3)", "initialise it"),
+        ["params['w'] has shape (3,), but this stack makes (2, 3); initialise it"],
+    ),
+    "UnsplitRngError": (("dropout", (2,), (3,)), ["'dropout' unsplit", "rngs.dropout.fork()"]),
+    "DeviceCountError": ((8, 1, "cpu"), ["needs 8 devices", "device_count=8"]),
+    "ShardingRuleError": (
+        ("['w']", (4, 2, 3), "w", ("mlp",), 1),
+        ["names 1 axes", "shape (4, 2, 3)", "has 2 axes"],
+    ),
+    "MeshAxisError": ((["model"], {"data": 2}), ["mesh axes ['model']", "{'data': 2}"]),
+    "UnevenBatchError": ((3, "data", 2), ["batch of 3", "'data' of size 2", "multiple of 2"]),
+}
+
+
+def test_every_class_is_covered():
+    assert set(errors.__all__) - {"ComposedLiftsError"} == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_class_owns_its_message(name):
+    cls = getattr(errors, name)
+    assert issubclass(cls, errors.ComposedLiftsError)
+    assert issubclass(cls, (ValueError, TypeError, OSError))
+    assert cls.__doc__ and len(cls.__doc__.split()) >= 8  # the mistake and its fix
+    args, words = CASES[name]
+    err = cls(*args)
+    for word in words:
+        assert word in str(err), (word, str(err))
+    if name != "InputFileError":  # owned by the files module (see the report)
+        params = list(inspect.signature(cls.__init__).parameters)[1:]
+        assert params and params != ["args"]  # structured, not a free-form message
+
+
+def test_the_width_pitfall_is_one_failure_mode_wherever_it_is_found():
+    # found from composed_lifts_forward's arguments, or from a block's carry: one except catches both
+    assert issubclass(errors.WidthMismatchError, errors.CarryChangedError)
+    err = errors.WidthMismatchError("x_batch", 5, "features", 4)
+    assert err.kind == "shape" and isinstance(err, ValueError)
