@@ -71,6 +71,13 @@ CASES = {
         ["folder '/tmp/c' is refused", "chmod 700"],
     ),
     "StandardOutputError": (("sys.stdout is a closed file",), ["closed file", ">/dev/null"]),
+    "DeviceCountError": ((8, 1, "cpu"), ["needs 8 devices", "device_count=8"]),
+    "ShardingRuleError": (
+        ("['w']", (4, 2, 3), "w", ("mlp",), 1),
+        ["names 1 axes", "shape (4, 2, 3)", "has 2 axes"],
+    ),
+    "MeshAxisError": ((["model"], {"data": 2}), ["mesh axes ['model']", "{'data': 2}"]),
+    "UnevenBatchError": ((3, "data", 2), ["batch of 3", "'data' of size 2", "multiple of 2"]),
 }
 
 

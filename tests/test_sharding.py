@@ -1,8 +1,9 @@
 """The stack on several (CPU) devices with JAX's own sharding: same numbers as on one device.
 
 conftest.py asks XLA for 4 host devices. The batch is split across a "data" mesh axis;
-params made with ``nn.with_partitioning`` are placed by their logical names, the layer
-axis included (``StackOptions.layer_axis_name``).
+params made with ``nn.with_partitioning`` are created on their shards by their logical
+names, the layer axis included (``StackOptions.layer_axis_name``). The 8-device layouts
+are in ``test_multidevice.py``.
 """
 
 import flax.linen as nn
@@ -10,10 +11,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding
+from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from composed_lifts import StackOptions, linen_stack
+from composed_lifts import (
+    BatchMode,
+    ShardingRules,
+    StackOptions,
+    device_mesh,
+    linen_stack,
+    nnx_stack,
+    shard_batch,
+    sharded_init,
+)
 
 F, N, B = 8, 4, 8
 
@@ -31,10 +41,10 @@ pytestmark = pytest.mark.skipif(len(jax.devices()) < 4, reason="needs 4 devices 
 
 
 def test_data_and_model_parallel_match_one_device():
-    auto = (jax.sharding.AxisType.Auto,) * 2  # let XLA propagate shardings (GSPMD)
-    mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=auto)
-    rules = (("layers", None), ("embed", None), ("mlp", "model"), ("batch", "data"))
-    model = linen_stack(ShardedMLP, StackOptions(num_layers=N))()
+    mesh = device_mesh({"data": 2, "model": 2})
+    rules = ShardingRules(batch="data", features=(("embed", None), ("mlp", "model")))
+    options = StackOptions(num_layers=N)
+    model = linen_stack(ShardedMLP, options)()
     x = jnp.asarray(np.random.default_rng(0).standard_normal((B, F)), jnp.float32)
     boxed = model.init(jax.random.PRNGKey(0), x)
     specs = nn.get_partition_spec(boxed)
@@ -42,10 +52,71 @@ def test_data_and_model_parallel_match_one_device():
     variables = nn.meta.unbox(boxed)
     want, _ = jax.jit(model.apply)(variables, x)
 
-    shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
-    placed = jax.device_put(variables, shardings)
-    x_placed = jax.device_put(x, NamedSharding(mesh, P("data", None)))
+    placed = sharded_init(model, mesh, rules, jax.random.PRNGKey(0), x, options=options)
+    # The block's own names win; param_axes is only for params without metadata.
     assert placed["params"]["w1"].sharding.spec == P(None, None, "model")
+    assert placed["params"]["w2"].sharding.spec == P(None, "model", None)
+    assert placed["params"]["w1"].addressable_shards[0].data.shape == (N, F, F)  # 2F / 2
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), placed, variables)
+    x_placed = shard_batch(x, mesh, rules)
+    assert x_placed.sharding.spec == P("data")
     got, _ = jax.jit(model.apply)(placed, x_placed)
     assert len(got.sharding.device_set) == 4
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
+class ConstrainedMLP(nn.Module):
+    """Names its params and constrains its hidden activation by logical names."""
+
+    @nn.compact
+    def __call__(self, x, _):
+        init = nn.initializers.lecun_normal()
+        w1 = self.param("w1", nn.with_logical_partitioning(init, ("embed", "mlp")), (F, 2 * F))
+        h = nn.with_logical_constraint(jnp.tanh(x @ w1), ("mlp",))
+        w2 = self.param("w2", nn.with_logical_partitioning(init, ("mlp", "embed")), (2 * F, F))
+        return x + h @ w2, None
+
+
+@pytest.mark.parametrize("spmd_axis_name", [None, "data"])
+def test_spmd_axis_name_keeps_the_batch_split_inside_the_block(spmd_axis_name):
+    mesh = device_mesh({"data": 2, "model": 2})
+    rules = ShardingRules(batch="data", features=(("embed", None), ("mlp", "model")))
+    options = StackOptions(num_layers=N, spmd_axis_name=spmd_axis_name)
+    model = linen_stack(ConstrainedMLP, options)()
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((B, F)), jnp.float32)
+    variables = sharded_init(model, mesh, rules, jax.random.PRNGKey(0), x, options=options)
+    with nn.logical_axis_rules(rules.flax_rules()), jax.set_mesh(mesh):
+        text = jax.jit(model.apply).lower(variables, shard_batch(x, mesh, rules)).as_text()
+    # The block's per-example constraint ("mlp",) gets the vmap's batch axis in front:
+    # split over "data" with spmd_axis_name, left to the partitioner ("?") without.
+    batch_dim = '{"data"}' if spmd_axis_name else "{?}"
+    assert f'<@mesh, [{batch_dim}, {{"model"}}]>' in text
+
+
+class NNXNamed(nnx.Module):
+    def __init__(self, rngs):
+        init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "mlp"))
+        self.Dense_0 = nnx.Linear(F, 2 * F, kernel_init=init, rngs=rngs)
+
+    def __call__(self, x, _):
+        return x + jnp.tanh(self.Dense_0(x))[..., :F], None
+
+
+@pytest.mark.parametrize("batch", [BatchMode.SHARED, BatchMode.ENSEMBLE])
+def test_nnx_metadata_names_the_stacked_axes_and_agrees_with_the_arrays(batch):
+    # Stacking adds axes to the arrays; without naming them in the metadata too, NNX's
+    # metadata says ("embed", "mlp") of a (N, F, 2F) array (they disagree).
+    mesh = device_mesh({"data": 2, "model": 2})
+    rules = ShardingRules(batch="data", features=(("embed", None), ("mlp", "model")))
+    size = B if batch is BatchMode.ENSEMBLE else None
+    options = StackOptions(num_layers=N, batch=batch)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules.flax_rules()):
+        stack = nnx_stack(NNXNamed, options, rngs=nnx.Rngs(0), batch_size=size)
+        spec = nnx.get_partition_spec(nnx.state(stack))["layers"]["Dense_0"]["kernel"].get_value()
+    kernel = stack.layers.Dense_0.kernel
+    names = kernel.get_metadata()["out_sharding"]
+    lead = ("batch", "layers") if batch is BatchMode.ENSEMBLE else ("layers",)
+    assert names == (*lead, "embed", "mlp") and len(names) == kernel.ndim
+    mesh_spec = P(*(("data",) if batch is BatchMode.ENSEMBLE else ()), None, None, "model")
+    assert spec == mesh_spec
+    assert kernel.get_value().sharding.spec == mesh_spec  # created sharded, as named

@@ -14,6 +14,12 @@ from ._options import Remat as Remat
 from ._options import StackOptions as StackOptions
 from ._seed import Block as Block
 from ._seed import seed_model as seed_model
+from ._sharding import ShardingRules as ShardingRules
+from ._sharding import device_mesh as device_mesh
+from ._sharding import logical_specs as logical_specs
+from ._sharding import param_shardings as param_shardings
+from ._sharding import shard_batch as shard_batch
+from ._sharding import sharded_init as sharded_init
 from ._stack_functional import scan_layers as scan_layers
 from ._stack_functional import unroll_layers as unroll_layers
 from ._stack_linen import linen_stack as linen_stack
@@ -57,18 +63,24 @@ __all__ = [
     "LayerInputs",
     "MLPBlock",
     "Remat",
+    "ShardingRules",
     "StackOptions",
     "TuneReport",
     "TuneResult",
     "composed_lifts_forward",
+    "device_mesh",
     "errors",
     "linen_stack",
     "linen_to_nnx",
+    "logical_specs",
     "nnx_split_apply",
     "nnx_stack",
     "nnx_to_linen",
+    "param_shardings",
     "scan_layers",
     "seed_model",
+    "shard_batch",
+    "sharded_init",
     "stack_params",
     "tune_stack",
     "unroll_layers",

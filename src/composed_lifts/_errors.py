@@ -20,6 +20,7 @@ __all__ = [
     "CarryChangedError",
     "ComposedLiftsError",
     "ConfusedSplitError",
+    "DeviceCountError",
     "EnsembleSizeError",
     "InputDtypeError",
     "InputFileError",
@@ -27,11 +28,14 @@ __all__ = [
     "LayerInputsError",
     "LayoutMismatchError",
     "LayoutProbeError",
+    "MeshAxisError",
     "MissingBatchAxisError",
     "MissingRngError",
     "NonFiniteInputError",
     "SeedRangeError",
+    "ShardingRuleError",
     "SharedCollectionError",
+    "UnevenBatchError",
     "UnsplitRngError",
     "WidthMismatchError",
     # the command line and files (issue 12)
@@ -634,4 +638,73 @@ class StandardOutputError(ComposedLiftsError, OSError):
         super().__init__(
             f"standard output is closed ({seen}), so the report would be lost; redirect it "
             f"instead (>/dev/null to discard the report)"
+        )
+
+
+# --- many devices (_sharding.py) -------------------------------------------------------------
+
+
+class DeviceCountError(ComposedLiftsError, ValueError):
+    """A mesh asks for more devices than JAX has.
+
+    On CPU, XLA makes one device unless told otherwise, and only when told before
+    JAX starts: ``XLA_FLAGS=--xla_force_host_platform_device_count=8 python ...``.
+    """
+
+    def __init__(self, wanted: int, available: int, backend: str):
+        self.wanted, self.available = wanted, available
+        hint = (
+            "; on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count="
+            f"{wanted} in the environment before JAX starts (before `import jax`)"
+            if backend == "cpu"
+            else ""
+        )
+        super().__init__(
+            f"the mesh needs {wanted} devices but JAX sees {available} ({backend}){hint}"
+        )
+
+
+class ShardingRuleError(ComposedLiftsError, ValueError):
+    """A ``ShardingRules.param_axes`` entry names a different number of axes than the param has.
+
+    ``param_axes`` names the trailing (per-layer) axes only; the axes the lifts
+    add in front (layers, and batch for an ensemble) are named by the stack.
+    """
+
+    def __init__(self, path: str, shape: tuple, pattern: str, axes: tuple, lead: int):
+        self.path, self.shape, self.pattern, self.axes = path, tuple(shape), pattern, tuple(axes)
+        super().__init__(
+            f"ShardingRules.param_axes entry {pattern!r} names {len(axes)} axes {axes} for "
+            f"param {path} of shape {tuple(shape)}, whose per-layer part (after the {lead} "
+            f"axes the lifts add) has {len(shape) - lead} axes; name exactly those"
+        )
+
+
+class MeshAxisError(ComposedLiftsError, ValueError):
+    """The sharding rules name mesh axes that the mesh does not have.
+
+    Add the axes to the mesh (``device_mesh({"data": 4, "model": 2})``) or map the
+    logical names to axes the mesh has (``None`` replicates).
+    """
+
+    def __init__(self, missing: list[str], mesh_shape: dict[str, int]):
+        self.missing, self.mesh_shape = list(missing), dict(mesh_shape)
+        super().__init__(
+            f"the rules name mesh axes {self.missing} that the mesh {self.mesh_shape} does not "
+            "have; add them to the mesh or change the rules"
+        )
+
+
+class UnevenBatchError(ComposedLiftsError, ValueError):
+    """A batch cannot be split evenly over the mesh axis the rules put the examples on.
+
+    Use a batch size that is a multiple of that axis's size (pad the batch), or a
+    smaller mesh axis.
+    """
+
+    def __init__(self, batch: int, mesh_axis: str, size: int):
+        self.batch, self.mesh_axis, self.size = batch, mesh_axis, size
+        super().__init__(
+            f"a batch of {batch} examples cannot be split evenly over mesh axis {mesh_axis!r} "
+            f"of size {size}; use a multiple of {size}"
         )

@@ -210,6 +210,7 @@ def derive_lifts(
     collection_axes: Mapping[str, int | None] | tuple[tuple[str, int | None], ...] = (),
     layer_axis_name: str | None = "layers",
     batch_axis_name: str = "batch",
+    spmd_axis_name: str | None = None,
     layer_index: bool = False,
     xs_per_example: bool = False,
     reverse: bool = False,
@@ -253,6 +254,8 @@ def derive_lifts(
         "axis_name": batch_axis_name,
         "metadata_params": {nn.PARTITION_NAME: batch_axis_name},
     }
+    if spmd_axis_name is not None:  # left out of the printed line when unset, as Flax's default
+        vmap_kwargs["spmd_axis_name"] = spmd_axis_name
     return Lifts(order, scan_kwargs, vmap_kwargs)
 
 
@@ -271,6 +274,7 @@ def stack_lifts(options: StackOptions) -> Lifts:
         collection_axes=options.collection_axes,
         layer_axis_name=options.layer_axis_name,
         batch_axis_name=options.batch_axis_name,
+        spmd_axis_name=options.spmd_axis_name,
         layer_index=options.layer_index,
         xs_per_example=options.layer_inputs is LayerInputs.PER_EXAMPLE,
         reverse=options.reverse,

@@ -102,6 +102,11 @@ class StackOptions:
         metadata (``nn.with_partitioning``); ``None`` adds no name.
       batch_axis_name: the vmap's axis name, for collectives such as
         ``BatchNorm(axis_name="batch")`` or ``jax.lax.pmean`` across the batch.
+      spmd_axis_name: the mesh axis the examples are split over (the vmap's
+        ``spmd_axis_name``), so that sharding constraints inside the block
+        (``nn.with_logical_constraint``, ``jax.lax.with_sharding_constraint``) keep the
+        batch split instead of gathering it; set it to ``ShardingRules.batch``.
+        ``None`` (the default) adds nothing.
       collection_axes: a mapping (kept as a sorted tuple of pairs, so that the
         options stay hashable) from collection name to the vmap's axis for it, for
         collections other than
@@ -118,6 +123,7 @@ class StackOptions:
     remat: Remat = Remat.NONE
     layer_axis_name: str | None = "layers"
     batch_axis_name: str = "batch"
+    spmd_axis_name: str | None = None
     collection_axes: Mapping[str, int | None] | tuple = ()
 
     def __post_init__(self):
@@ -138,6 +144,12 @@ class StackOptions:
         if not isinstance(self.batch_axis_name, str):
             raise ArgumentTypeError(
                 "StackOptions.batch_axis_name", "a str", repr(self.batch_axis_name)
+            )
+        if self.spmd_axis_name is not None and not isinstance(self.spmd_axis_name, str):
+            raise ArgumentTypeError(
+                "StackOptions.spmd_axis_name",
+                "a mesh axis name (str) or None",
+                repr(self.spmd_axis_name),
             )
         # Stored as a sorted tuple of pairs so that options stay hashable (static under jit).
         pairs = collection_axes_pairs("StackOptions.collection_axes", self.collection_axes)

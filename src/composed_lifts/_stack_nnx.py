@@ -90,6 +90,7 @@ class NNXStack(nnx.Module):
             out_axes=(0, 0),
             axis_size=batch,
             axis_name=vmap["axis_name"],
+            spmd_axis_name=vmap.get("spmd_axis_name"),
         )
         return batched(self.layers, carry, xs, index, jnp.arange(batch, dtype=jnp.uint32))
 
@@ -181,8 +182,19 @@ def nnx_stack(
     def create(r):
         return make_block(r)
 
-    for size in reversed(splits):
-        create = nnx.vmap(create, in_axes=(0,), out_axes=0, axis_size=size)
+    # Each vmap adds a leading axis; transform_metadata adds its name to the params'
+    # sharding metadata too, so that metadata and array keep the same rank.
+    names: tuple[str | None, ...] = (options.layer_axis_name,)
+    if options.batch is BatchMode.ENSEMBLE:
+        names = (options.batch_axis_name, *names)
+    for size, name in zip(reversed(splits), reversed(names)):
+        create = nnx.vmap(
+            create,
+            in_axes=(0,),
+            out_axes=0,
+            axis_size=size,
+            transform_metadata={nnx.PARTITION_NAME: name},
+        )
     layers = nnx.split_rngs(splits=splits)(create)(rngs)
     if not isinstance(layers, nnx.Module):
         raise ArgumentTypeError("make_block's result", "an nnx.Module", type(layers).__name__)
@@ -190,7 +202,24 @@ def nnx_stack(
         if isinstance(stream, nnx.RngStream) and stream.key.shape[: len(splits)] != splits:
             where = ".".join(str(p) for p in path)
             raise UnsplitRngError(where, stream.key.shape, splits)
+    _shard_as_named(layers)
     return NNXStack(layers, options, batch_size)
+
+
+def _shard_as_named(layers: nnx.Module) -> None:
+    """Under a mesh, place every variable that has sharding metadata as the metadata says.
+
+    NNX shards a variable when it is created (eager sharding), inside the vmaps that
+    stack the layers; the vmaps then add the stacked axes' names to the metadata but
+    not to the arrays' shardings (an ensemble's member axis stays unsplit), so the two
+    would disagree. Resharding once here makes the arrays follow the metadata.
+    """
+    if jax.sharding.get_abstract_mesh().empty:
+        return
+    for _, var in nnx.iter_graph(layers):
+        if isinstance(var, nnx.Variable) and var.get_metadata().get("out_sharding"):
+            spec = nnx.get_partition_spec(var).get_value()
+            var.set_value(jax.lax.with_sharding_constraint(var.get_value(), spec))
 
 
 class NNXSplitApply:
