@@ -70,13 +70,15 @@ def _primitives(jaxpr, in_loop=False, out=None):
     return out
 
 
+def _traced(init_fn):
+    """The primitives of ``init_fn(seed, x, num_layers=3, features=4)``'s jaxpr."""
+    fn = functools.partial(init_fn, num_layers=3, features=4)
+    return _primitives(jax.make_jaxpr(fn)(np.uint32(0), jnp.ones((2, 4), jnp.float32)).jaxpr)
+
+
 def test_kernels_are_drawn_outside_the_scan_on_cpu_and_inside_it_with_flax():
     assert fast_init_applies()  # these tests run on CPU with threefry
-    x = jnp.ones((2, 4), jnp.float32)
-    fast = _primitives(jax.make_jaxpr(
-        functools.partial(_init_params, num_layers=3, features=4))(np.uint32(0), x).jaxpr)
-    flax = _primitives(jax.make_jaxpr(
-        functools.partial(_init_params_flax, num_layers=3, features=4))(np.uint32(0), x).jaxpr)
+    fast, flax = _traced(_init_params), _traced(_init_params_flax)
     assert ("erf_inv", False) in fast and ("erf_inv", True) not in fast
     assert ("erf_inv", True) in flax and ("erf_inv", False) not in flax
 
@@ -84,9 +86,7 @@ def test_kernels_are_drawn_outside_the_scan_on_cpu_and_inside_it_with_flax():
 def test_other_backends_keep_flax_init(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert not fast_init_applies()
-    x = jnp.ones((2, 4), jnp.float32)
-    traced = _primitives(jax.make_jaxpr(
-        functools.partial(_init_params.__wrapped__, num_layers=3, features=4))(np.uint32(0), x).jaxpr)
+    traced = _traced(_init_params.__wrapped__)  # a fresh trace: jit's cache would hide the patch
     assert ("erf_inv", True) in traced and ("erf_inv", False) not in traced
 
 
@@ -109,4 +109,3 @@ def test_another_default_prng_keeps_flax_init_and_equals_the_recipe():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "ok"
-

@@ -52,10 +52,12 @@ def test_other_widths_are_jax_own(partitionable, dtype):
 def test_seed_split_and_fold_in_are_jax_own(partitionable):
     key, fast = _both(123)
     assert jax.random.key_impl(fast) is not jax.random.key_impl(jax.random.key(0))
-    np.testing.assert_array_equal(jax.random.key_data(jax.random.split(fast, 5)),
-                                  jax.random.split(key, 5))
-    np.testing.assert_array_equal(jax.random.key_data(jax.random.fold_in(fast, 2**31 + 7)),
-                                  jax.random.fold_in(key, 2**31 + 7))
+    np.testing.assert_array_equal(
+        jax.random.key_data(jax.random.split(fast, 5)), jax.random.split(key, 5)
+    )
+    np.testing.assert_array_equal(
+        jax.random.key_data(jax.random.fold_in(fast, 2**31 + 7)), jax.random.fold_in(key, 2**31 + 7)
+    )
     np.testing.assert_array_equal(
         jax.random.key_data(jax.random.key(9, impl=FAST_THREEFRY)), jax.random.PRNGKey(9)
     )

@@ -95,4 +95,3 @@ def fast_seed_params(seed: jax.Array, num_layers: int, features: int) -> dict:
 
     kernel, bias = jax.vmap(layer)(kernel_keys, bias_keys)
     return {"params": {"Dense_0": {"bias": bias, "kernel": kernel}}}
-
