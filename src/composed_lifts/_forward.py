@@ -80,6 +80,11 @@ def composed_lifts_forward(
         final, _ = model.apply(params, x_batch, None)
         return final.reshape(-1)
 
+    On CPU the params are drawn in one flat program outside the scan, from the
+    per-layer keys Flax derives, with threefry written in ``jax.numpy``
+    (``_fast_init``, ``_threefry``): the same params, bit for bit, at a fraction
+    of the cost. On other backends, or with another default PRNG, Flax's ``init``.
+
     Args:
       seed: an integer in ``[0, 2**32 - 1]`` (``bool`` is refused; NumPy integers are fine).
       x_batch: a 2-D array-like ``(B, features)`` of real numbers (any integer or float
