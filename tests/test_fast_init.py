@@ -16,15 +16,6 @@ from composed_lifts._forward import _init_params, _init_params_flax
 from references import seed_recipe
 
 
-@pytest.fixture(params=[True, False], ids=["partitionable", "original"])
-def partitionable(request):
-    """Both of JAX's threefry counter layouts; the process-wide setting is restored afterwards."""
-    before = jax.config.jax_threefry_partitionable
-    jax.config.update("jax_threefry_partitionable", request.param)
-    yield request.param
-    jax.config.update("jax_threefry_partitionable", before)
-
-
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _fast(seed, num_layers, features):
     return fast_seed_params(seed, num_layers, features)

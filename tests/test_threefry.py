@@ -11,15 +11,6 @@ from composed_lifts._threefry import FAST_THREEFRY
 SHAPES = [(), (0,), (1,), (2,), (7,), (3, 5), (1, 1), (2, 0, 3), (3, 1, 5), (1031, 1025)]
 
 
-@pytest.fixture(params=[True, False], ids=["partitionable", "original"])
-def partitionable(request):
-    """Both of JAX's threefry counter layouts; the process-wide setting is restored afterwards."""
-    before = jax.config.jax_threefry_partitionable
-    jax.config.update("jax_threefry_partitionable", request.param)
-    yield request.param
-    jax.config.update("jax_threefry_partitionable", before)
-
-
 def _both(seed):
     key = jax.random.PRNGKey(seed)
     return key, jax.random.wrap_key_data(key, impl=FAST_THREEFRY)
