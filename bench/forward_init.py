@@ -10,6 +10,7 @@ round-robin in one process (``_timing.round_robin``), a new seed on every call:
 - ``jax_init``: JAX's own jitted init of the same model
   (``jax.jit(lambda s, x: model.init(PRNGKey(s), x, None))``);
 - ``fast_init``: our init alone; ``threefry_words``: our threefry-2x32 words alone (same count);
+- ``jax_threefry_words``: JAX's threefry words for the same keys, one layer per ``lax.map`` step;
 - ``numpy_fill``: NumPy's ``Generator.standard_normal`` filling a preallocated float32
   buffer of the same count (PCG64 + ziggurat: another generator, for scale);
 - ``write_floor``: a jitted program writing the same count of fresh float32 (allocation,
@@ -117,6 +118,12 @@ def measure_size(name: str, rounds: int) -> dict:
         keys, _ = seed_layer_keys(jax.random.PRNGKey(seed), num_layers)
         return jax.vmap(lambda k: threefry_random_bits(k, 32, (features, features)))(keys)
 
+    @jax.jit
+    def jax_words(seed):  # JAX's threefry, one layer per loop step as Flax's scan draws them
+        keys, _ = seed_layer_keys(jax.random.PRNGKey(seed), num_layers)
+        return jax.lax.map(lambda k: jax.random.bits(k, (features, features)), keys)
+
+    np.testing.assert_array_equal(words(np.uint32(5)), jax_words(np.uint32(5)))
     floor = jax.jit(lambda seed: jnp.full((num_layers, features, features), seed, jnp.float32))
     buf = np.empty(count, np.float32)
     gen = np.random.default_rng(0)
@@ -132,6 +139,7 @@ def measure_size(name: str, rounds: int) -> dict:
         "jax_init": lambda: _init_params_flax(np.uint32(next(seeds)), x, **kw),
         "fast_init": lambda: _init_params(np.uint32(next(seeds)), x, **kw),
         "threefry_words": lambda: words(np.uint32(next(seeds))),
+        "jax_threefry_words": lambda: jax_words(np.uint32(next(seeds))),
         "numpy_fill": lambda: gen.standard_normal(out=buf, dtype=np.float32),
         "write_floor": lambda: floor(np.float32(next(seeds))),
     }
@@ -166,6 +174,7 @@ def measure_size(name: str, rounds: int) -> dict:
             "fast_init": count / med["fast_init"],
             "jax_init": count / med["jax_init"],
             "threefry_words": count / med["threefry_words"],
+            "jax_threefry_words": count / med["jax_threefry_words"],
             "numpy_fill": count / med["numpy_fill"],
             "write_floor": count / med["write_floor"],
         },
@@ -205,6 +214,7 @@ def to_markdown(res: dict) -> str:
         "jax_init": "JAX's own jitted init of the model",
         "fast_init": "our init alone",
         "threefry_words": "our threefry words alone (same count)",
+        "jax_threefry_words": "JAX's threefry words, `lax.map` over the layers",
         "numpy_fill": "NumPy `standard_normal` fill, float32",
         "write_floor": "writing the same count of float32 (floor)",
     }
@@ -228,6 +238,7 @@ def to_markdown(res: dict) -> str:
         ("function_init", "function's init"),
         ("jax_init", "JAX's jitted init"),
         ("threefry_words", "our threefry words"),
+        ("jax_threefry_words", "JAX's threefry words"),
         ("numpy_fill", "NumPy fill"),
         ("write_floor", "write floor"),
     ]:
