@@ -9,6 +9,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -16,3 +17,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # Compiles dominate test time: few, small examples, no deadline (first calls compile).
 settings.register_profile("default", max_examples=10, deadline=None, derandomize=True)
 settings.load_profile("default")
+
+
+@pytest.fixture(params=[True, False], ids=["partitionable", "original"])
+def partitionable(request):
+    """Both of JAX's threefry counter layouts; the process-wide setting is restored afterwards."""
+    before = jax.config.jax_threefry_partitionable
+    jax.config.update("jax_threefry_partitionable", request.param)
+    yield request.param
+    jax.config.update("jax_threefry_partitionable", before)

@@ -51,6 +51,10 @@ def seed_model(num_layers: int, features: int) -> nn.Module:
 
 
 @functools.cache
-def _seed_stack(num_layers: int) -> type[nn.Module]:
-    """The lifted class, built once per N (every trace of the forward reuses it)."""
-    return linen_stack(Block, StackOptions(num_layers=num_layers))
+def _seed_stack(num_layers: int, block: type[nn.Module] = Block) -> type[nn.Module]:
+    """The seed's lifts around ``block`` (the seed's own :class:`Block` by default), built once per N.
+
+    Every trace of the forward reuses the class; ``_fast_init`` lifts a key-capturing
+    twin of :class:`Block` through the same lifts.
+    """
+    return linen_stack(block, StackOptions(num_layers=num_layers))
