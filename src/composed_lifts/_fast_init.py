@@ -59,7 +59,7 @@ class _KeyBlock(nn.Module):
 
 def fast_init_applies() -> bool:
     """Whether :func:`fast_seed_params` is proven equal to Flax's ``init`` here (read at trace time)."""
-    return jax.default_backend() == "cpu" and jax.config.jax_default_prng_impl == "threefry2x32"
+    return jax.default_backend() == "cpu" and jax.config.jax_default_prng_impl == "threefry2x32"  # type: ignore[attr-defined]
 
 
 def seed_layer_keys(key: jax.Array, num_layers: int) -> tuple[jax.Array, jax.Array]:

@@ -87,7 +87,7 @@ def threefry_random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...])
     if bit_width != 32 or math.prod(shape) > _MAX_COUNT:
         return threefry_prng_impl.random_bits(key, bit_width, shape)
     k1, k2 = key[0], key[1]
-    if jax.config.jax_threefry_partitionable:
+    if jax.config.jax_threefry_partitionable:  # type: ignore[attr-defined]
         return _bits_partitionable(k1, k2, shape)
     return _bits_original(k1, k2, shape)
 
