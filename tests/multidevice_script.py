@@ -29,6 +29,7 @@ def main() -> None:
         MLPBlock,
         ShardingRules,
         StackOptions,
+        composed_lifts_forward,
         device_mesh,
         linen_stack,
         shard_batch,
@@ -133,6 +134,16 @@ def main() -> None:
                 "out_devices": len(got_out.sharding.device_set),
                 "collectives": collectives,
             }
+    # composed_lifts_forward on each 8-device layout against one device (bit for bit the recipe).
+    x_fwd = np.random.default_rng(1).standard_normal((B, F)).astype(np.float32)
+    want_fwd = np.asarray(composed_lifts_forward(7, x_fwd, N, F))
+    for layout_name, (axes, rules) in layouts.items():
+        got = composed_lifts_forward(7, x_fwd, N, F, mesh=device_mesh(axes), rules=rules)
+        out[f"forward/{layout_name}"] = {
+            "maxdiff": float(np.max(np.abs(np.asarray(got) - want_fwd))),
+            "scale": float(np.max(np.abs(want_fwd))),
+            "devices": len(got.sharding.device_set),
+        }
     print(json.dumps(out))
 
 

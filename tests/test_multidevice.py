@@ -117,6 +117,13 @@ def test_collectives_are_the_ones_the_rules_imply(measured, case):
         assert set(measured[case]["collectives"]) == {"all-reduce"}
 
 
+@pytest.mark.parametrize("layout", list(MESHES))
+def test_forward_on_8_devices_equals_one_device(measured, layout):
+    result = measured[f"forward/{layout}"]
+    assert result["devices"] == 8
+    assert result["maxdiff"] <= 1e-6 * result["scale"]  # the stated tolerance
+
+
 def test_too_few_devices_says_how_to_get_more():
     with pytest.raises(E.DeviceCountError, match="xla_force_host_platform_device_count=64"):
         device_mesh({"data": 64})

@@ -196,7 +196,7 @@ def param_shardings(
 ):
     """``NamedSharding`` for every leaf of ``abstract_variables`` (boxed or not), by ``rules``."""
     options = _options(options)
-    _check_mesh(mesh, rules)
+    check_mesh(mesh, rules)
     specs = logical_specs(abstract_variables, rules, options)
     flax_rules = rules.flax_rules(
         batch_axis_name=options.batch_axis_name, layer_axis_name=options.layer_axis_name
@@ -204,7 +204,8 @@ def param_shardings(
     return nn.logical_to_mesh_sharding(specs, mesh, flax_rules)
 
 
-def _check_mesh(mesh, rules: ShardingRules) -> None:
+def check_mesh(mesh, rules: ShardingRules) -> None:
+    """Refuse a ``mesh`` that is not a Mesh, or lacks an axis the ``rules`` name."""
     if not isinstance(mesh, Mesh):
         raise ArgumentTypeError(
             "mesh", "a jax.sharding.Mesh", repr(mesh), "make one with device_mesh({'data': 8})"
@@ -240,7 +241,7 @@ def sharded_init(
 
 def shard_batch(x, mesh: Mesh, rules: ShardingRules):
     """Place every leaf of ``x`` with its leading (example) axis split over ``rules.batch``."""
-    _check_mesh(mesh, rules)
+    check_mesh(mesh, rules)
 
     def place(a):
         if rules.batch is not None and np.ndim(a) and a.shape[0] % mesh.shape[rules.batch]:
