@@ -172,3 +172,21 @@ def test_compilation_cache_is_used_and_changes_no_bits(tmp_path):
     off = cli(*args, cache="off")
     results = [json.loads(r.stdout)["result"] for r in (first, second, off)]
     assert results[0] == results[1] == results[2]
+
+
+def test_devices_splits_the_examples_and_equals_one_device():
+    # A fresh process without XLA_FLAGS: --devices itself asks JAX for 4 CPU devices.
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    r = subprocess.run(
+        [sys.executable, "-m", "composed_lifts", "run", "--devices", "4", "--batch", "8"]
+        + ["--format", "json"],
+        capture_output=True,
+        text=True,
+        env={**env, "COMPOSED_LIFTS_CACHE": CACHE},
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["devices"] == 4
+    want = np.asarray(composed_lifts_forward(0, default_x(0, 8, 8), 4, 8))
+    got = np.asarray(report["result"], np.float32)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())

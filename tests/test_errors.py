@@ -77,7 +77,7 @@ CASES = {
         ["names 1 axes", "shape (4, 2, 3)", "has 2 axes"],
     ),
     "MeshAxisError": ((["model"], {"data": 2}), ["mesh axes ['model']", "{'data': 2}"]),
-    "UnevenBatchError": ((3, "data", 2), ["batch of 3", "'data' of size 2", "multiple of 2"]),
+    "UnevenBatchError": ((3, "mesh axis 'data'", 2), ["batch of 3", "'data' of size 2", "multiple of 2"]),
 }
 
 

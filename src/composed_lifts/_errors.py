@@ -702,9 +702,9 @@ class UnevenBatchError(ComposedLiftsError, ValueError):
     smaller mesh axis.
     """
 
-    def __init__(self, batch: int, mesh_axis: str, size: int):
-        self.batch, self.mesh_axis, self.size = batch, mesh_axis, size
+    def __init__(self, batch: int, over: str, size: int):
+        self.batch, self.over, self.size = batch, over, size
         super().__init__(
-            f"a batch of {batch} examples cannot be split evenly over mesh axis {mesh_axis!r} "
-            f"of size {size}; use a multiple of {size}"
+            f"a batch of {batch} examples cannot be split evenly over {over} of size {size}; "
+            f"use a multiple of {size}"
         )

@@ -245,7 +245,9 @@ def shard_batch(x, mesh: Mesh, rules: ShardingRules):
 
     def place(a):
         if rules.batch is not None and np.ndim(a) and a.shape[0] % mesh.shape[rules.batch]:
-            raise UnevenBatchError(a.shape[0], rules.batch, mesh.shape[rules.batch])
+            raise UnevenBatchError(
+                a.shape[0], f"mesh axis {rules.batch!r}", mesh.shape[rules.batch]
+            )
         spec = P(rules.batch) if np.ndim(a) else P()
         return jax.device_put(a, NamedSharding(mesh, spec))
 

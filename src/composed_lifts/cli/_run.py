@@ -7,17 +7,24 @@ import json
 import math
 import sys
 import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import Block, seed_model
+from .. import Block, seed_model, shard_batch
 from .._arguments import as_float32_matrix, check_integer, check_seed
 from .._files import check_output_path, read_array, write_array, write_json_values
-from .._forward import _apply_params, _init_params
+from .._forward import _apply_params, _init_params, _sharded_program, seed_rules
 from ..doctor import leaf_reports, probe_sizes
-from ..errors import InputShapeError, NonFiniteResultError, WidthMismatchError
+from ..errors import (
+    InputShapeError,
+    NonFiniteResultError,
+    UnevenBatchError,
+    WidthMismatchError,
+)
+from ._devices import add_devices_flag, devices_mesh
 from ._memory import available_bytes, check_memory
 
 DEFAULT_LAYERS = 4
@@ -72,6 +79,7 @@ def register(commands) -> None:
         action="store_true",
         help="run even when the memory estimate exceeds the memory available",
     )
+    add_devices_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -144,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
         check_integer("--features", args.features, minimum=1)
     if args.batch is not None:
         check_integer("--batch", args.batch, minimum=0)
+    mesh = None
+    if args.devices is not None:  # first: on CPU, JAX makes its devices when it starts
+        mesh = devices_mesh(check_integer("--devices", args.devices, minimum=1))
     _check_output(args)
     if args.input is not None:
         x = _read_input(args)
@@ -162,8 +173,16 @@ def run(args: argparse.Namespace) -> int:
     )
     seed_u32, layers, features = np.uint32(args.seed), args.layers, args.features
     static = {"num_layers": layers, "features": features}
-    variables, t_init = _timed(_init_params, seed_u32, x32, **static)
-    result, t_apply = _timed(_apply_params, variables, x32, **static)
+    if mesh is None:
+        init, apply, x_in = partial(_init_params, **static), partial(_apply_params, **static), x32
+    else:  # the examples split over the devices, params created on them (data parallel)
+        rules = seed_rules(mesh, None)
+        if x32.shape[0] % args.devices:
+            raise UnevenBatchError(x32.shape[0], "--devices", args.devices)
+        init, apply = _sharded_program(mesh, rules, x32.shape[0], layers, features)
+        x_in = shard_batch(x32, mesh, rules)
+    variables, t_init = _timed(init, seed_u32, x32)
+    result, t_apply = _timed(apply, variables, x_in)
     host = np.asarray(result)
     if not np.isfinite(host).all() and not args.allow_nonfinite:
         raise _nonfinite_result(host, variables, x32, features)
@@ -175,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         "num_layers": layers,
         "features": features,
         "batch": int(x32.shape[0]),
+        "devices": 1 if args.devices is None else args.devices,
         "input": source,
         "shape": list(result.shape),
         "params": [leaf.as_dict() for leaf in layout],  # the same fields as inspect's leaves
@@ -225,6 +245,7 @@ def _print_text(report: dict, matrix: np.ndarray, layout) -> None:
     console.print(
         f"[bold]composed_lifts_forward[/bold](seed={report['seed']}, x_batch: ({b}, {f}), "
         f"num_layers={report['num_layers']}, features={report['features']})"
+        + (f" on {report['devices']} devices" if report["devices"] > 1 else "")
     )
     console.print(f"input: {report['input']}")
     params = Table(title="param layout (shared across the batch)", title_justify="left")
