@@ -27,6 +27,11 @@ __all__ = [
     "SeedRangeError",
     "UnsplitRngError",
     "WidthMismatchError",
+    # models (Hugging Face interop)
+    "MissingTensorError",
+    "TensorShapeError",
+    "UnexpectedTensorError",
+    "UnsupportedConfigError",
 ]
 
 
@@ -146,3 +151,59 @@ class LayoutMismatchError(ComposedLiftsError, ValueError):
 
 class UnsplitRngError(ComposedLiftsError, ValueError):
     """An NNX block keeps an RNG stream that was not split per layer (it keeps the ``rngs`` it got)."""
+
+
+# --- models (Hugging Face interop: composed_lifts.models) ---
+
+
+class UnsupportedConfigError(ComposedLiftsError, ValueError):
+    """A Hugging Face ``config.json`` asks for something these models do not implement.
+
+    The model is refused rather than loaded half right: e.g. a Llama config with
+    ``"rope_parameters": {"rope_type": "llama3", ...}`` or ``"attention_bias": true``.
+    Use ``transformers`` itself for such a model, or a config without the field.
+    """
+
+    def __init__(self, field: str, seen, supported: str, where: str = "config.json"):
+        self.field = field
+        super().__init__(
+            f"{where}: {field} = {seen!r} is not supported (supported: {supported}); "
+            f"composed_lifts.models refuses the model rather than load it half right: run it "
+            f"with transformers, or use a config without this setting"
+        )
+
+
+class MissingTensorError(ComposedLiftsError, ValueError):
+    """A checkpoint lacks a tensor that the config's model needs (e.g. a layer's ``q_proj.weight``)."""
+
+    def __init__(self, key: str, where: str, count: int = 1):
+        self.key = key
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        super().__init__(
+            f"{where} has no tensor {key!r}{more}, which the model of its config requires; "
+            f"is the checkpoint truncated, or written for another config?"
+        )
+
+
+class UnexpectedTensorError(ComposedLiftsError, ValueError):
+    """A checkpoint holds a tensor that the config's model has no place for."""
+
+    def __init__(self, key: str, where: str, count: int = 1):
+        self.key = key
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        super().__init__(
+            f"{where} holds tensor {key!r}{more}, which the model of its config has no place "
+            f"for; it may need a feature we do not implement, so it is refused rather than "
+            f"ignored: check the config against the weights"
+        )
+
+
+class TensorShapeError(ComposedLiftsError, ValueError):
+    """A checkpoint tensor (or a param given to ``to_hf``) has a shape the config does not give it."""
+
+    def __init__(self, key: str, seen: tuple, expected: tuple, where: str):
+        self.key = key
+        super().__init__(
+            f"{where}: tensor {key!r} has shape {tuple(seen)} but the config implies "
+            f"{tuple(expected)}; the weights and config.json disagree"
+        )

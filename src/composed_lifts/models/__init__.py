@@ -1,0 +1,38 @@
+"""GPT-2 and Llama built on layer stacks, with Hugging Face checkpoints in and out.
+
+>>> from composed_lifts import models
+>>> model, params = models.from_hf("path/to/save_pretrained/folder")  # doctest: +SKIP
+>>> logits = model.apply({"params": params}, ids)                       # doctest: +SKIP
+>>> tokens = models.generate(model, params, ids, max_new_tokens=16)     # doctest: +SKIP
+>>> models.to_hf(params, model.config, "out/folder")                    # doctest: +SKIP
+"""
+
+from ._config import GPT2Config as GPT2Config
+from ._config import LlamaConfig as LlamaConfig
+from ._config import config_from_hf as config_from_hf
+from ._config import config_to_hf as config_to_hf
+from ._decode import generate as generate
+from ._decode import init_cache as init_cache
+from ._gpt2 import GPT2 as GPT2
+from ._gpt2 import GPT2Block as GPT2Block
+from ._hf import from_hf as from_hf
+from ._hf import model_for_config as model_for_config
+from ._hf import to_hf as to_hf
+from ._llama import Llama as Llama
+from ._llama import LlamaBlock as LlamaBlock
+
+__all__ = [
+    "GPT2",
+    "GPT2Block",
+    "GPT2Config",
+    "Llama",
+    "LlamaBlock",
+    "LlamaConfig",
+    "config_from_hf",
+    "config_to_hf",
+    "from_hf",
+    "generate",
+    "init_cache",
+    "model_for_config",
+    "to_hf",
+]
