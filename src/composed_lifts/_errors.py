@@ -27,6 +27,10 @@ __all__ = [
     "SeedRangeError",
     "UnsplitRngError",
     "WidthMismatchError",
+    # checkpoints and key maps
+    "KeyMapError",
+    "MembersDifferError",
+    "MissingKeyError",
 ]
 
 
@@ -146,3 +150,47 @@ class LayoutMismatchError(ComposedLiftsError, ValueError):
 
 class UnsplitRngError(ComposedLiftsError, ValueError):
     """An NNX block keeps an RNG stream that was not split per layer (it keeps the ``rngs`` it got)."""
+
+
+# ---------------------------------------------------------------- checkpoints and key maps
+
+
+class KeyMapError(ComposedLiftsError, ValueError):
+    """A key map that does not fit the tree: a leaf no rule matches, two leaves on one key,
+    a fused part missing, or keys in a file that no rule reads.
+
+    >>> import numpy as np
+    >>> from composed_lifts import KeyMap, Rule, to_state_dict
+    >>> to_state_dict({"a": np.ones(2), "b": np.ones(2)}, KeyMap((Rule("a", "x"),)))
+    Traceback (most recent call last):
+    ...
+    composed_lifts._errors.KeyMapError: no rule of the key map matches leaf 'b'; ...
+    """
+
+
+class MissingKeyError(ComposedLiftsError, KeyError):
+    """A state dict or file lacks a key that the key map needs for a param."""
+
+    def __init__(self, key: str, param: str, count: int):
+        more = f" ({count - 1} more missing)" if count > 1 else ""
+        super().__init__(
+            f"key {key!r}, needed for param {param}, is not in the source{more}; is the file "
+            f"from another model, or does the key map name it differently?"
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class MembersDifferError(ComposedLiftsError, ValueError):
+    """An ensemble collapsed to one shared stack whose members are not all identical.
+
+    ``ensemble_to_shared`` only drops the ensemble axis when nothing is lost; keep the
+    ensemble, or pick one member with ``jax.tree.map(lambda a: a[b], tree)``.
+    """
+
+    def __init__(self, path: str, member: int):
+        super().__init__(
+            f"ensemble member {member} differs from member 0 at leaf {path!r}; collapsing "
+            f"would lose it: keep the ensemble, or pick one member explicitly"
+        )
