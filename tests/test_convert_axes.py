@@ -78,4 +78,4 @@ def test_jax_arrays_convert_too():
     tree = jax.tree_util.tree_map(
         jax.numpy.asarray, model_tree(SeedLinen, BatchMode.SHARED, np.float32)
     )
-    assert_identical(layer_axis_from(layer_axis_to(tree, 1), 1), tree)
+    assert_identical(layer_axis_from(layer_axis_to(tree, 1, stacks=STACK), 1, stacks=STACK), tree)
