@@ -27,10 +27,11 @@ __all__ = [
     "SeedRangeError",
     "UnsplitRngError",
     "WidthMismatchError",
+    # checkpoints and key maps
+    "KeyMapError",
+    "MembersDifferError",
+    "MissingKeyError",
     # models (Hugging Face interop)
-    "MissingTensorError",
-    "TensorShapeError",
-    "UnexpectedTensorError",
     "UnsupportedConfigError",
 ]
 
@@ -153,57 +154,71 @@ class UnsplitRngError(ComposedLiftsError, ValueError):
     """An NNX block keeps an RNG stream that was not split per layer (it keeps the ``rngs`` it got)."""
 
 
-# --- models (Hugging Face interop: composed_lifts.models) ---
+# ---------------------------------------------------------------- checkpoints and key maps
+
+
+class KeyMapError(ComposedLiftsError, ValueError):
+    """A key map that does not fit the tree: a leaf no rule matches, two leaves on one key,
+    a fused part missing, or keys in a file that no rule reads.
+
+    >>> import numpy as np
+    >>> from composed_lifts import KeyMap, Rule, to_state_dict
+    >>> to_state_dict({"a": np.ones(2), "b": np.ones(2)}, KeyMap((Rule("a", "x"),)))
+    Traceback (most recent call last):
+    ...
+    composed_lifts._errors.KeyMapError: no rule of the key map matches leaf 'b'; ...
+    """
+
+
+class MissingKeyError(ComposedLiftsError, KeyError):
+    """A state dict or file lacks a key that the key map needs for a param."""
+
+    def __init__(self, key: str, param: str, count: int):
+        more = f" ({count - 1} more missing)" if count > 1 else ""
+        super().__init__(
+            f"key {key!r}, needed for param {param}, is not in the source{more}; is the file "
+            f"from another model, or does the key map name it differently?"
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class MembersDifferError(ComposedLiftsError, ValueError):
+    """An ensemble collapsed to one shared stack whose members are not all identical.
+
+    ``ensemble_to_shared`` only drops the ensemble axis when nothing is lost; keep the
+    ensemble, or pick one member with ``jax.tree.map(lambda a: a[b], tree)``.
+    """
+
+    def __init__(self, path: str, member: int):
+        super().__init__(
+            f"ensemble member {member} differs from member 0 at leaf {path!r}; collapsing "
+            f"would lose it: keep the ensemble, or pick one member explicitly"
+        )
+
+
+# ---------------------------------------------------------------- models (Hugging Face interop)
 
 
 class UnsupportedConfigError(ComposedLiftsError, ValueError):
-    """A Hugging Face ``config.json`` asks for something these models do not implement.
+    """A Hugging Face ``config.json`` asks for something ``composed_lifts.models`` does not implement.
 
     The model is refused rather than loaded half right: e.g. a Llama config with
     ``"rope_parameters": {"rope_type": "llama3", ...}`` or ``"attention_bias": true``.
-    Use ``transformers`` itself for such a model, or a config without the field.
+    Run such a model with ``transformers`` itself.
+
+    >>> from composed_lifts.models import config_from_hf
+    >>> config_from_hf({"model_type": "llama", "attention_bias": True})
+    Traceback (most recent call last):
+    ...
+    composed_lifts._errors.UnsupportedConfigError: config.json: attention_bias = True is not supported...
     """
 
-    def __init__(self, field: str, seen, supported: str, where: str = "config.json"):
+    def __init__(self, field: str, seen, supported: str):
         self.field = field
         super().__init__(
-            f"{where}: {field} = {seen!r} is not supported (supported: {supported}); "
+            f"config.json: {field} = {seen!r} is not supported (supported: {supported}); "
             f"composed_lifts.models refuses the model rather than load it half right: run it "
             f"with transformers, or use a config without this setting"
-        )
-
-
-class MissingTensorError(ComposedLiftsError, ValueError):
-    """A checkpoint lacks a tensor that the config's model needs (e.g. a layer's ``q_proj.weight``)."""
-
-    def __init__(self, key: str, where: str, count: int = 1):
-        self.key = key
-        more = f" (and {count - 1} more)" if count > 1 else ""
-        super().__init__(
-            f"{where} has no tensor {key!r}{more}, which the model of its config requires; "
-            f"is the checkpoint truncated, or written for another config?"
-        )
-
-
-class UnexpectedTensorError(ComposedLiftsError, ValueError):
-    """A checkpoint holds a tensor that the config's model has no place for."""
-
-    def __init__(self, key: str, where: str, count: int = 1):
-        self.key = key
-        more = f" (and {count - 1} more)" if count > 1 else ""
-        super().__init__(
-            f"{where} holds tensor {key!r}{more}, which the model of its config has no place "
-            f"for; it may need a feature we do not implement, so it is refused rather than "
-            f"ignored: check the config against the weights"
-        )
-
-
-class TensorShapeError(ComposedLiftsError, ValueError):
-    """A checkpoint tensor (or a param given to ``to_hf``) has a shape the config does not give it."""
-
-    def __init__(self, key: str, seen: tuple, expected: tuple, where: str):
-        self.key = key
-        super().__init__(
-            f"{where}: tensor {key!r} has shape {tuple(seen)} but the config implies "
-            f"{tuple(expected)}; the weights and config.json disagree"
         )
