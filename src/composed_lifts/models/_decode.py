@@ -36,8 +36,8 @@ def _forward(decoding, params, cache, ids, positions):
     return jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32), variables["cache"]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
-def _greedy(model, params, prompt, steps: int, eos: int | None, pad: int):
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _greedy(model, params, prompt, steps: int, eos: jax.Array, pad: jax.Array):
     batch, length = prompt.shape
     decoding = model.clone(decode=True)
     cache = init_cache(model, batch, length + steps)
@@ -47,9 +47,8 @@ def _greedy(model, params, prompt, steps: int, eos: int | None, pad: int):
     def step(carry, _):
         cache, token, position, done = carry
         nxt, cache = _forward(decoding, params, cache, token[:, None], position[:, None])
-        if eos is not None:  # finished sequences emit pad, as transformers' generate does
-            done = done | (token == eos)
-            nxt = jnp.where(done, pad, nxt)
+        done = done | (token[:, None] == eos[None, :]).any(axis=1)  # finished: emit pad
+        nxt = jnp.where(done, pad, nxt)
         return (cache, nxt, position + 1, done), token
 
     start = (cache, first, jnp.full((batch,), length, jnp.int32), jnp.zeros((batch,), bool))
@@ -63,15 +62,16 @@ def generate(
     prompt_ids,
     max_new_tokens: int,
     *,
-    eos_token_id: int | None = None,
+    eos_token_id: int | list[int] | None = None,
     pad_token_id: int | None = None,
 ) -> np.ndarray:
     """Greedy decoding: the ``(B, max_new_tokens)`` token ids following ``prompt_ids`` ``(B, T)``.
 
     Equal to repeatedly running the full model on the sequence so far and
-    appending the argmax of the last position's logits. With ``eos_token_id``,
-    a sequence that has produced it continues with ``pad_token_id`` (default:
-    the eos id), like ``transformers``' ``generate(do_sample=False)``.
+    appending the argmax of the last position's logits. With ``eos_token_id``
+    (an id or a list of ids), a sequence that has produced one continues with
+    ``pad_token_id`` (default: the first eos id), like ``transformers``'
+    ``generate(do_sample=False)``.
     """
     check_integer("max_new_tokens", max_new_tokens, minimum=1)
     prompt = np.asarray(prompt_ids)
@@ -95,13 +95,9 @@ def generate(
             f"exceeds the model's {config.max_positions} positions; shorten the prompt or "
             f"generate fewer tokens"
         )
-    pad = eos_token_id if pad_token_id is None else pad_token_id
-    tokens = _greedy(
-        model.clone(decode=False),
-        params,
-        jnp.asarray(prompt, jnp.int32),
-        max_new_tokens,
-        eos_token_id,
-        0 if pad is None else pad,
-    )
+    eos = [] if eos_token_id is None else np.atleast_1d(eos_token_id).tolist()
+    pad = (eos or [-1])[0] if pad_token_id is None else pad_token_id
+    eos = jnp.asarray(eos or [-1], jnp.int32)  # -1 never matches
+    prompt = jnp.asarray(prompt, jnp.int32)
+    tokens = _greedy(model.clone(decode=False), params, prompt, max_new_tokens, eos, pad)
     return np.asarray(tokens)
