@@ -22,32 +22,59 @@ VOCAB = 96
 SPECS = {
     "gpt2": (
         lambda: transformers.GPT2Config(
-            n_layer=2, n_embd=32, n_head=4, n_positions=64, vocab_size=VOCAB,
-            bos_token_id=0, eos_token_id=VOCAB - 1, layer_norm_epsilon=1e-4,
+            n_layer=2,
+            n_embd=32,
+            n_head=4,
+            n_positions=64,
+            vocab_size=VOCAB,
+            bos_token_id=0,
+            eos_token_id=VOCAB - 1,
+            layer_norm_epsilon=1e-4,
         ),
         {},
     ),
     "gpt2-bf16-sharded": (
         lambda: transformers.GPT2Config(
-            n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=VOCAB,
-            bos_token_id=0, eos_token_id=VOCAB - 1, n_inner=48,
+            n_layer=2,
+            n_embd=32,
+            n_head=2,
+            n_positions=64,
+            vocab_size=VOCAB,
+            bos_token_id=0,
+            eos_token_id=VOCAB - 1,
+            n_inner=48,
         ),
         {"dtype": torch.bfloat16, "max_shard_size": "8KB"},
     ),
     "llama-gqa": (  # 8 query heads on 2 kv heads: 4 per group; untied head; rope_theta from config
         lambda: transformers.LlamaConfig(
-            num_hidden_layers=2, hidden_size=32, intermediate_size=48, num_attention_heads=8,
-            num_key_value_heads=2, head_dim=8, vocab_size=VOCAB, max_position_embeddings=64,
-            rope_parameters={"rope_type": "default", "rope_theta": 500.0}, rms_norm_eps=1e-5,
-            bos_token_id=0, eos_token_id=VOCAB - 1,
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=48,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            head_dim=8,
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+            rope_parameters={"rope_type": "default", "rope_theta": 500.0},
+            rms_norm_eps=1e-5,
+            bos_token_id=0,
+            eos_token_id=VOCAB - 1,
         ),
         {},
     ),
     "llama-tied-bf16-sharded": (  # one kv head for 4 query heads, head tied to the embedding
         lambda: transformers.LlamaConfig(
-            num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
-            num_key_value_heads=1, vocab_size=VOCAB, max_position_embeddings=64,
-            tie_word_embeddings=True, bos_token_id=0, eos_token_id=VOCAB - 1,
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+            tie_word_embeddings=True,
+            bos_token_id=0,
+            eos_token_id=VOCAB - 1,
         ),
         {"dtype": torch.bfloat16, "max_shard_size": "8KB"},
     ),
@@ -91,5 +118,3 @@ def reference_generate(model, prompt: np.ndarray, new_tokens: int) -> np.ndarray
 
 def random_ids(seed: int, shape) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, VOCAB, shape)
-
-

@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from hf_models import make_model, reference_generate
 
 from composed_lifts.cli import main
+from hf_models import make_model, reference_generate
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,18 @@ def test_generate_json_equals_transformers(gpt2, capsys, monkeypatch):
     folder, reference = gpt2
     prompt = np.array([[5, 17, 3, 40], [8, 8, 2, 91]])
     code, out, err = generate(
-        capsys, monkeypatch, folder, "--prompt-ids", "5,17,3,40", "--prompt-ids", "8,8,2,91",
-        "--max-new-tokens", 12, "--ignore-eos", "--format", "json",
+        capsys,
+        monkeypatch,
+        folder,
+        "--prompt-ids",
+        "5,17,3,40",
+        "--prompt-ids",
+        "8,8,2,91",
+        "--max-new-tokens",
+        12,
+        "--ignore-eos",
+        "--format",
+        "json",
     )
     assert code == 0, err
     reference.generation_config.eos_token_id = None

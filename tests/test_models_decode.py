@@ -3,10 +3,10 @@
 import jax
 import numpy as np
 import pytest
-from hf_models import make_model, random_ids, reference_generate
 
 from composed_lifts import models
 from composed_lifts.errors import ArgumentRangeError, InputShapeError
+from hf_models import make_model, random_ids, reference_generate
 
 NEW_TOKENS = 16
 

@@ -5,7 +5,6 @@ import shutil
 
 import numpy as np
 import pytest
-from hf_models import make_model
 from safetensors.numpy import load_file, save_file
 
 from composed_lifts import models
@@ -16,6 +15,7 @@ from composed_lifts.errors import (
     MissingKeyError,
     UnsupportedConfigError,
 )
+from hf_models import make_model
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,10 @@ def test_wrong_shape(llama_folder, tmp_path):
         ("mlp_bias", True),
         ("hidden_act", "gelu"),
         ("rope_parameters", {"rope_type": "llama3", "rope_theta": 1e4, "factor": 8.0}),
-        ("rope_parameters", {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}),
+        (
+            "rope_parameters",
+            {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5},
+        ),
         ("rope_scaling", {"rope_type": "linear", "factor": 2.0}),
         ("model_type", "mistral"),
         ("architectures", ["LlamaForSequenceClassification"]),
@@ -114,8 +117,18 @@ def test_config_round_trips(llama_folder, gpt2_folder, folder_name):
 
 
 def test_folder_without_weights(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 8,
-        "n_head": 2, "n_layer": 1, "n_positions": 8, "vocab_size": 10}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "gpt2",
+                "n_embd": 8,
+                "n_head": 2,
+                "n_layer": 1,
+                "n_positions": 8,
+                "vocab_size": 10,
+            }
+        )
+    )
     with pytest.raises(InputFileError, match="neither model.safetensors"):
         models.from_hf(tmp_path)
 
@@ -133,7 +146,9 @@ def test_to_hf_refuses_params_of_another_config(llama_folder, gpt2_folder, tmp_p
     gpt2_config = models.from_hf(gpt2_folder)[0].config
     with pytest.raises(LayoutMismatchError, match="missing"):
         models.to_hf(params, gpt2_config, tmp_path)
-    params["layers"]["mlp"]["up_proj"]["kernel"] = params["layers"]["mlp"]["up_proj"]["kernel"][:, :, :8]
+    params["layers"]["mlp"]["up_proj"]["kernel"] = params["layers"]["mlp"]["up_proj"]["kernel"][
+        :, :, :8
+    ]
     with pytest.raises(LayoutMismatchError, match="layers/mlp/up_proj/kernel"):
         models.to_hf(params, model.config, tmp_path)
     assert not (tmp_path / "model.safetensors").exists()

@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 import torch
-from hf_models import SPECS, load_reference, make_model, random_ids, reference_logits
 
 from composed_lifts import models
+from hf_models import SPECS, load_reference, make_model, random_ids, reference_logits
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,14 @@ def test_scanned_params_are_the_unrolled_ones_stacked(folders):
     _, unrolled = models.from_hf(folder, scan_layers=False)
     for i in range(2):
         layer = jax.tree_util.tree_map(lambda a, i=i: a[i], scanned["layers"])
-        assert jax.tree_util.tree_structure(layer) == jax.tree_util.tree_structure(unrolled[f"layers_{i}"])
-        assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a, b: (a == b).all(), layer, unrolled[f"layers_{i}"])))
+        assert jax.tree_util.tree_structure(layer) == jax.tree_util.tree_structure(
+            unrolled[f"layers_{i}"]
+        )
+        assert all(
+            jax.tree_util.tree_leaves(
+                jax.tree_util.tree_map(lambda a, b: (a == b).all(), layer, unrolled[f"layers_{i}"])
+            )
+        )
 
 
 def test_bfloat16_file_loads_exactly_and_keeps_dtype_on_request(folders):

@@ -62,7 +62,11 @@ def kv_cache(module: nn.Module, k: jax.Array, v: jax.Array, positions: jax.Array
     cached_k = module.variable("cache", "key", jnp.zeros, k.shape, k.dtype)
     cached_v = module.variable("cache", "value", jnp.zeros, v.shape, v.dtype)
     start = (positions[0], 0, 0)
-    cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k.astype(cached_k.value.dtype), start)
-    cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v.astype(cached_v.value.dtype), start)
+    cached_k.value = jax.lax.dynamic_update_slice(
+        cached_k.value, k.astype(cached_k.value.dtype), start
+    )
+    cached_v.value = jax.lax.dynamic_update_slice(
+        cached_v.value, v.astype(cached_v.value.dtype), start
+    )
     k_pos = jnp.arange(cached_k.value.shape[0], dtype=positions.dtype)
     return cached_k.value, cached_v.value, k_pos

@@ -116,7 +116,9 @@ def _open_tensors(folder: Path, stack: contextlib.ExitStack) -> dict:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
-            files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+            files = sorted(
+                set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+            )
         except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as err:
             raise InputFileError(f"{str(index)!r} is not a safetensors index: {err!r}") from None
     elif (folder / "model.safetensors").is_file():
@@ -179,7 +181,9 @@ def _check_params(params, like) -> None:
             )
 
 
-def to_hf(params, config: GPT2Config | LlamaConfig, folder: str | os.PathLike, *, dtype=None) -> None:
+def to_hf(
+    params, config: GPT2Config | LlamaConfig, folder: str | os.PathLike, *, dtype=None
+) -> None:
     """Write ``params`` as a folder ``transformers.AutoModelForCausalLM.from_pretrained`` loads.
 
     ``config.json`` and one ``model.safetensors``, each written atomically;
