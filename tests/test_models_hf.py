@@ -101,3 +101,25 @@ def test_to_hf_bfloat16_rewrites_the_sharded_file_bit_for_bit(folders, tmp_path)
     assert sorted(written) == sorted(original)
     for key, array in original.items():
         assert written[key].dtype == array.dtype and written[key].tobytes() == array.tobytes(), key
+
+
+@pytest.mark.parametrize("name", ["llama-gqa", "llama-tied-bf16-sharded"])
+def test_nnx_llama_logits_equal_transformers(folders, name):
+    from flax import nnx
+
+    folder, reference = folders[name]
+    model, params = models.from_hf(folder)
+    nnx_model = models.nnx_llama(model.config, params)
+    layers = nnx.to_pure_dict(nnx.state(nnx_model.layers.layers, nnx.Param))
+    assert jax.tree_util.tree_structure(layers) == jax.tree_util.tree_structure(params["layers"])
+    ids = random_ids(5, (2, 11))
+    logits = nnx.jit(lambda m, x: m(x))(nnx_model, ids)
+    assert_logits_close(np.asarray(logits), reference_logits(reference, ids))
+
+
+def test_nnx_llama_refuses_unrolled_params(folders):
+    from composed_lifts.errors import LayoutMismatchError
+
+    model, params = models.from_hf(folders["llama-gqa"][0], scan_layers=False)
+    with pytest.raises(LayoutMismatchError, match="layers_0"):
+        models.nnx_llama(model.config, params)

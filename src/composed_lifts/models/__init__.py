@@ -36,3 +36,19 @@ __all__ = [
     "model_for_config",
     "to_hf",
 ]
+
+# The NNX model is imported on first use (PEP 562), so Linen users do not import flax.nnx.
+_LAZY = {"NNXLlama": "._llama_nnx", "NNXLlamaBlock": "._llama_nnx", "nnx_llama": "._llama_nnx"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'composed_lifts.models' has no attribute {name!r}")
+
+
+__all__ += sorted(_LAZY)
