@@ -1,10 +1,9 @@
 """GPT-2 and Llama built on layer stacks, with Hugging Face checkpoints in and out.
 
->>> from composed_lifts import models
->>> model, params = models.from_hf("path/to/save_pretrained/folder")  # doctest: +SKIP
->>> logits = model.apply({"params": params}, ids)                       # doctest: +SKIP
->>> tokens = models.generate(model, params, ids, max_new_tokens=16)     # doctest: +SKIP
->>> models.to_hf(params, model.config, "out/folder")                    # doctest: +SKIP
+``model, params = from_hf(folder)`` reads a ``save_pretrained`` folder;
+``model.apply({"params": params}, ids)`` gives logits, ``generate(model, params,
+ids, max_new_tokens)`` greedy tokens, and ``to_hf(params, model.config, folder)``
+writes a folder ``transformers`` loads (see the README's "Hugging Face models").
 """
 
 from ._config import GPT2Config as GPT2Config

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from ._attention import causal_attention, kv_cache
 from ._config import GPT2Config
-from ._layers import apply_layers
+from ._layers import apply_layers, positions_of
 
 __all__ = ["GPT2", "GPT2Block"]
 
@@ -82,8 +82,7 @@ class GPT2(nn.Module):
     @nn.compact
     def __call__(self, ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         c = self.config
-        if positions is None:
-            positions = jnp.broadcast_to(jnp.arange(ids.shape[1], dtype=jnp.int32), ids.shape)
+        positions = positions_of(ids, positions)
         embed = functools.partial(nn.Embed, features=c.n_embd, embedding_init=_init)
         wte = embed(c.vocab_size, name="wte")
         x = wte(ids) + embed(c.n_positions, name="wpe")(positions)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import functools
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 from .._options import StackOptions
 from .._stack_linen import linen_stack
 
-__all__ = ["apply_layers"]
+__all__ = ["apply_layers", "positions_of"]
 
 
 @functools.cache
@@ -46,3 +48,10 @@ def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, **f
     for i in range(num_layers):
         carry, _ = _batched(block)(**fields, name=f"layers_{i}")(carry, None)
     return carry
+
+
+def positions_of(ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+    """``positions`` if given, else ``0 .. T-1`` for every sequence of ``ids (B, T)``."""
+    if positions is not None:
+        return positions
+    return jnp.broadcast_to(jnp.arange(ids.shape[1], dtype=jnp.int32), ids.shape)

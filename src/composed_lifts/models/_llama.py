@@ -11,11 +11,10 @@ import functools
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from ._attention import apply_rotary, causal_attention, kv_cache
 from ._config import LlamaConfig
-from ._layers import apply_layers
+from ._layers import apply_layers, positions_of
 
 __all__ = ["Llama", "LlamaBlock"]
 
@@ -88,8 +87,7 @@ class Llama(nn.Module):
     @nn.compact
     def __call__(self, ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         c = self.config
-        if positions is None:
-            positions = jnp.broadcast_to(jnp.arange(ids.shape[1], dtype=jnp.int32), ids.shape)
+        positions = positions_of(ids, positions)
         embed = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=_init, name="embed_tokens")
         fields = dict(config=c, decode=self.decode)
         carry = (embed(ids), positions)

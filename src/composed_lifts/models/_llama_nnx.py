@@ -10,7 +10,6 @@ Decoding with a KV cache is the Linen model's (``models.generate``).
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from .._convert_nnx import linen_to_nnx
@@ -19,6 +18,7 @@ from .._options import StackOptions
 from .._stack_nnx import nnx_stack
 from ._attention import apply_rotary, causal_attention
 from ._config import LlamaConfig
+from ._layers import positions_of
 
 __all__ = ["NNXLlama", "NNXLlamaBlock", "nnx_llama"]
 
@@ -87,8 +87,7 @@ class NNXLlama(nnx.Module):
         self.lm_head = None if c.tie_word_embeddings else _linear(c.hidden_size, c.vocab_size, rngs)
 
     def __call__(self, ids: jax.Array) -> jax.Array:
-        positions = jnp.broadcast_to(jnp.arange(ids.shape[1], dtype=jnp.int32), ids.shape)
-        (x, _), _ = self.layers((self.embed_tokens(ids), positions))
+        (x, _), _ = self.layers((self.embed_tokens(ids), positions_of(ids)))
         x = self.norm(x)
         return self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x)
 
