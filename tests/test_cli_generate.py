@@ -63,3 +63,5 @@ def test_generate_refuses_ragged_prompts_and_missing_folder(gpt2, capsys, monkey
     assert code == 2 and "same length" in err and "[1, 2]" in err
     code, _, err = generate(capsys, monkeypatch, tmp_path, "--prompt-ids", "1")
     assert code == 2 and "config.json" in err
+    code, _, err = generate(capsys, monkeypatch, folder, "--prompt-ids", "1", "--max-new-tokens", 0)
+    assert code == 2 and "--max-new-tokens must be >= 1, got 0" in err

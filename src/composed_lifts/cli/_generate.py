@@ -48,7 +48,9 @@ def register(commands) -> None:
 def run(args) -> int:
     from .. import models
     from .._errors import InputShapeError
+    from .._validate import check_integer
 
+    check_integer("--max-new-tokens", args.max_new_tokens, minimum=1)
     lengths = sorted({len(ids) for ids in args.prompt_ids})
     if len(lengths) > 1:
         raise InputShapeError(
