@@ -9,6 +9,7 @@ from safetensors.numpy import load_file, save_file
 
 from composed_lifts import models
 from composed_lifts.errors import (
+    ArgumentTypeError,
     InputFileError,
     KeyMapError,
     LayoutMismatchError,
@@ -152,3 +153,5 @@ def test_to_hf_refuses_params_of_another_config(llama_folder, gpt2_folder, tmp_p
     with pytest.raises(LayoutMismatchError, match="layers/mlp/up_proj/kernel"):
         models.to_hf(params, model.config, tmp_path)
     assert not (tmp_path / "model.safetensors").exists()
+    with pytest.raises(ArgumentTypeError, match="config must be a models.GPT2Config"):
+        models.to_hf(params, {"model_type": "llama"}, tmp_path)

@@ -29,7 +29,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from .._errors import InputFileError, LayoutMismatchError
+from .._errors import ArgumentTypeError, InputFileError, LayoutMismatchError
 from .._files import atomic_writer
 from .._keymap import KeyMap, Rule, Transpose, iter_state_dict, path_str, read_state
 from ._config import GPT2Config, LlamaConfig, config_from_hf, config_to_hf
@@ -83,6 +83,11 @@ LLAMA_KEYMAP = KeyMap(
 
 def model_for_config(config: GPT2Config | LlamaConfig, *, scan_layers=True, decode=False):
     """The Linen model for ``config``: :class:`GPT2` or :class:`Llama`."""
+    if not isinstance(config, (GPT2Config, LlamaConfig)):
+        raise ArgumentTypeError(
+            f"config must be a models.GPT2Config or models.LlamaConfig (e.g. model.config, or "
+            f"config_from_hf(json.load(open('config.json')))), got {type(config).__name__}"
+        )
     cls = GPT2 if isinstance(config, GPT2Config) else Llama
     return cls(config, scan_layers=scan_layers, decode=decode)
 
