@@ -6,6 +6,7 @@ with ``models.from_hf``), timed round-robin in one process:
 - prefill: one forward pass to logits, B=4, T=128, 12 layers, width 256;
 - greedy decoding: ``models.generate`` (prefill + a ``lax.scan`` of cached steps,
   one ``jax.jit`` program) against ``generate(do_sample=False)``, new tokens per second;
+- ``OMP_WAIT_POLICY=PASSIVE`` (see below), so PyTorch's idle threads do not spin;
 - PyTorch runs at its default intra-op threads and at one thread (on a loaded 2-core
   machine its OpenMP threads spin and stall: one thread is often several times faster);
   ratios are against the faster of the two;
@@ -26,6 +27,10 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# PyTorch's OpenMP threads busy-wait after each op by default; in one process with XLA
+# they spin on the cores XLA's threads need (seen: our prefill 112 ms beside them, 65 ms
+# alone). With passive waiting PyTorch's own best times were also faster in our runs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
