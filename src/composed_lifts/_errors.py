@@ -31,6 +31,10 @@ __all__ = [
     "KeyMapError",
     "MembersDifferError",
     "MissingKeyError",
+    "CheckpointWriteError",
+    "CheckpointFormatError",
+    "ChecksumMismatchError",
+    "CheckpointMismatchError",
 ]
 
 
@@ -193,4 +197,50 @@ class MembersDifferError(ComposedLiftsError, ValueError):
         super().__init__(
             f"ensemble member {member} differs from member 0 at leaf {path!r}; collapsing "
             f"would lose it: keep the ensemble, or pick one member explicitly"
+        )
+
+
+class CheckpointWriteError(ComposedLiftsError, OSError):
+    """A checkpoint cannot be written where asked (no such folder, a folder in the way,
+    no permission). Nothing on disk changed: write elsewhere or fix the path."""
+
+    def __init__(self, path: str, why: str):
+        super().__init__(f"cannot write checkpoint {path!r}: {why}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CheckpointFormatError(ComposedLiftsError, ValueError):
+    """A checkpoint file that is missing, truncated, corrupted in its header, or of another
+    format. Nothing was loaded: check the path, or save the checkpoint again.
+
+    >>> from composed_lifts.checkpoint import load
+    >>> load("README.md")
+    Traceback (most recent call last):
+    ...
+    composed_lifts._errors.CheckpointFormatError: checkpoint 'README.md' is not a safetensors file...
+    """
+
+
+class ChecksumMismatchError(ComposedLiftsError, ValueError):
+    """A tensor's bytes do not match the checksum recorded when it was saved: the file was
+    corrupted on disk or in transit. Nothing was loaded; restore the file from a copy."""
+
+    def __init__(self, path: str, key: str, want: str, got: str):
+        super().__init__(
+            f"checkpoint {path!r}: tensor {key!r} has xxh3-64 checksum {got} but {want} was "
+            f"recorded when it was saved; the file is corrupted, restore it from a copy"
+        )
+
+
+class CheckpointMismatchError(ComposedLiftsError, ValueError):
+    """A checkpoint whose params do not fit the target: another shape, dtype, number of
+    layers, or tree. Nothing was loaded into the target; load into the model the
+    checkpoint was saved from, or convert it first."""
+
+    def __init__(self, param: str, on_disk: str, target: str, fix: str = ""):
+        super().__init__(
+            f"param {param!r} is {on_disk} in the checkpoint but the target needs {target}"
+            + (f"; {fix}" if fix else "")
         )

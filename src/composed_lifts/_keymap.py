@@ -386,7 +386,8 @@ def _part(path, leaf, ops, stacked, keymap, key) -> _Part:
 
 
 def _layer(leaf, part: _Part, axis: int, i: int) -> np.ndarray:
-    return np.asarray(leaf if not part.stacked else np.take(leaf, i, axis=axis))
+    leaf = np.asarray(leaf)
+    return leaf[(slice(None),) * axis + (i,)] if part.stacked else leaf
 
 
 def _to_file(entry: _Entry, arrays: Mapping[str, Any], axis: int, i: int) -> np.ndarray:
@@ -414,21 +415,35 @@ def to_state_dict(tree, keymap: KeyMap) -> dict[str, np.ndarray]:
 
 def state_dict_specs(like, keymap: KeyMap) -> dict[str, tuple[tuple, np.dtype]]:
     """``{key: (shape, dtype)}`` of the state dict of ``like`` (concrete or abstract), no data."""
-    specs = {}
+    return {key: (shape, dtype) for key, shape, dtype, _ in plan_keys(like, keymap)}
+
+
+def plan_keys(like, keymap: KeyMap) -> Iterator[tuple[str, tuple, np.dtype, str]]:
+    """``(key, shape, dtype, params)`` for every key, ``params`` naming the leaves it holds."""
     for entry in _plan(like, keymap):
-        spec = entry.file_spec()
+        shape, dtype = entry.file_spec()
+        params = ", ".join(p.path for p in entry.parts)
         for key in entry.keys():
-            specs[key] = spec
-    return specs
+            yield key, shape, dtype, params
 
 
-def read_state(read: Callable[[str], Any], keymap: KeyMap, like, *, keys=None) -> Any:
+def read_state(
+    read: Callable[[str], Any],
+    keymap: KeyMap,
+    like,
+    *,
+    keys=None,
+    spec: Callable[[str], tuple] | None = None,
+    read_into: Callable[[str, np.ndarray], None] | None = None,
+) -> Any:
     """A tree shaped as ``like`` whose leaves are NumPy arrays read through ``read(key)``.
 
     Each stacked leaf is allocated once and filled one layer at a time, so at most one
     file tensor is held beside the result. Every tensor's shape and dtype is checked
     against ``like`` before it is written. ``keys``, the keys the source holds, turns
     on the check that no key is left unread (except ``keymap.ignore`` globs).
+    ``spec(key) -> (shape, dtype)`` checks every key before any data is read; with it,
+    ``read_into(key, dest)`` may fill a contiguous destination in place (no ops, no cast).
     """
     entries = _plan(like, keymap)
     if keys is not None:
@@ -442,6 +457,13 @@ def read_state(read: Callable[[str], Any], keymap: KeyMap, like, *, keys=None) -
                 f"the source holds {len(extra)} key(s) no rule reads, first {extra[0]!r}; add a "
                 f"rule for them or KeyMap(ignore=({extra[0]!r},))"
             )
+    if spec is not None:
+        for entry in entries:
+            want = entry.file_spec()
+            for key in entry.keys():
+                _check_spec(key, *spec(key), *want, entry)
+    else:
+        read_into = None
     out = {
         part.path: np.empty(_stacked_shape(part, keymap.layer_axis), part.dtype)
         for entry in entries
@@ -449,7 +471,15 @@ def read_state(read: Callable[[str], Any], keymap: KeyMap, like, *, keys=None) -
     }
     for entry in entries:
         shape, dtype = entry.file_spec()
+        direct = read_into is not None and entry.axis is None and not entry.parts[0].ops
         for i, key in enumerate(entry.keys()):
+            part = entry.parts[0]
+            dest = out[part.path]
+            if part.stacked:
+                dest = dest[(slice(None),) * keymap.layer_axis + (i,)]
+            if direct and dest.flags.c_contiguous and dest.dtype == dtype:
+                read_into(key, dest)
+                continue
             x = _checked(read, key, shape, dtype, entry)
             pieces = [x] if entry.axis is None else _split(x, entry)
             for part, piece in zip(entry.parts, pieces):
@@ -458,8 +488,7 @@ def read_state(read: Callable[[str], Any], keymap: KeyMap, like, *, keys=None) -
                     piece = op.inverse(piece, before)
                 dest = out[part.path]
                 if part.stacked:
-                    index = (slice(None),) * keymap.layer_axis + (i,)
-                    dest[index] = piece
+                    dest[(slice(None),) * keymap.layer_axis + (i,)] = piece
                 else:
                     dest[...] = piece
     treedef = jax.tree_util.tree_structure(like)
@@ -490,13 +519,17 @@ def _checked(read, key, shape, dtype, entry) -> np.ndarray:
     except KeyError:
         raise MissingKeyError(key, ", ".join(p.path for p in entry.parts), 1) from None
     x = np.asarray(x)
-    if tuple(x.shape) != tuple(shape) or x.dtype != dtype:
+    _check_spec(key, x.shape, x.dtype, shape, dtype, entry)
+    return x
+
+
+def _check_spec(key, got_shape, got_dtype, shape, dtype, entry) -> None:
+    if tuple(got_shape) != tuple(shape) or np.dtype(got_dtype) != dtype:
         raise LayoutMismatchError(
-            f"key {key!r} holds {x.dtype}{tuple(x.shape)} but param "
+            f"key {key!r} holds {np.dtype(got_dtype)}{tuple(got_shape)} but param "
             f"{', '.join(p.path for p in entry.parts)} needs {dtype}{tuple(shape)} there; "
             f"is the file from another model, or does the key map need a Reshape/Cast?"
         )
-    return x
 
 
 def _split(x: np.ndarray, entry: _Entry) -> list[np.ndarray]:
