@@ -397,7 +397,9 @@ def _to_file(entry: _Entry, arrays: Mapping[str, Any], axis: int, i: int) -> np.
         for op in part.ops:
             x = op.forward(x)
         pieces.append(x)
-    return pieces[0] if entry.axis is None else np.concatenate(pieces, axis=entry.axis)
+    if entry.axis is not None:
+        return np.concatenate(pieces, axis=entry.axis)
+    return np.ascontiguousarray(pieces[0])  # writers such as safetensors' save_file need C order
 
 
 def iter_state_dict(tree, keymap: KeyMap) -> Iterator[tuple[str, np.ndarray]]:

@@ -72,12 +72,15 @@ def save_orbax(path: str, params, stacks, records, keymap: KeyMapName) -> None:
 
 def _metadata(path: str):
     try:
-        return _checkpointer().metadata(path)
+        meta = _checkpointer().metadata(path)
+        why = None if getattr(meta.item_metadata, "tree", None) is not None else "no saved tree"
     except Exception as err:  # orbax raises FileNotFoundError, ValueError, ...
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if why is not None:
         raise CheckpointFormatError(
-            f"checkpoint {path!r} is not an Orbax checkpoint, or is damaged: "
-            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
-        ) from None
+            f"checkpoint {path!r} is not an Orbax checkpoint, or is damaged: {why}"
+        )
+    return meta
 
 
 def orbax_layout(path: str) -> Layout | None:
