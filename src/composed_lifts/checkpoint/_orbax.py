@@ -32,16 +32,45 @@ def _checkpointer():
     return ocp.StandardCheckpointer()
 
 
-def save_orbax(path: str, params, stacks, records, keymap: KeyMapName) -> None:
+def _with_subtree(tree, path: str, value):
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return value
+    return {**tree, parts[0]: _with_subtree(tree[parts[0]], "/".join(parts[1:]), value)}
+
+
+def _in_form(params, stacks, records):
+    """The tree with each stack in its record's form and layer axis (Orbax stores trees)."""
     from ._record import subtree, unrolled_layers
 
     for stack, record in zip(stacks, records):
-        found = Form.UNROLLED if unrolled_layers(subtree(params, stack.path)) else Form.STACKED
-        if record.form is not found:
-            raise KeyMapError(
-                f"Orbax stores the tree as it is: stack {stack.path!r} is {found.value}; convert "
-                f"it first (stack_params / unstack_params) or save to a .safetensors file"
+        node = subtree(params, stack.path)
+        n = unrolled_layers(node)
+        if record.form is Form.UNROLLED and n is None:
+            index = (slice(None),) * stack.layer_axis
+            node = {
+                f"layers_{i}": jax.tree_util.tree_map(
+                    lambda a, i=i, index=index: np.asarray(a)[index + (i,)], node
+                )
+                for i in range(record.num_layers)
+            }
+        elif record.form is Form.STACKED and n is not None:
+            layers = [node[f"layers_{i}"] for i in range(n)]
+            node = jax.tree_util.tree_map(
+                lambda *a, k=record.layer_axis: np.stack([np.asarray(x) for x in a], axis=k),
+                *layers,
             )
+        elif record.form is Form.STACKED and record.layer_axis != stack.layer_axis:
+            node = jax.tree_util.tree_map(
+                lambda a, j=stack.layer_axis, k=record.layer_axis: np.moveaxis(np.asarray(a), j, k),
+                node,
+            )
+        params = _with_subtree(params, stack.path, node)
+    return params
+
+
+def save_orbax(path: str, params, stacks, records, keymap: KeyMapName) -> None:
+    params = _in_form(params, stacks, records)
     if keymap is not KeyMapName.NATIVE:
         raise KeyMapError("Orbax checkpoints keep our tree paths: save with the native key map")
     target = os.path.abspath(path)
