@@ -224,7 +224,10 @@ def load(
         layout = _file_layout(f)
         disk = {key: f.spec(key) for key in f.tensors}
         if like is None:
-            return as_saved(disk, layout, f.read)
-        return load_from(
-            disk, layout, f.read, f.read_into, like, keymap=keymap, layer_axis=layer_axis
-        )
+            tree = as_saved(disk, layout, f.read)
+        else:
+            tree = load_from(
+                disk, layout, f.read, f.read_into, like, keymap=keymap, layer_axis=layer_axis
+            )
+        f.finish()  # every checksum verified before anything is returned
+        return tree
