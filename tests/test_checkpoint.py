@@ -186,6 +186,13 @@ def test_damaged_files_are_reported_and_nothing_is_loaded(tmp_path, linen_model)
         match=r"tensor 'params.LayerNorm_0.scale\[layer 2\]' has xxh3-64 checksum [0-9a-f]{16} but [0-9a-f]{16} was recorded",
     ):
         load(path, like=variables)
+    axis1 = tmp_path / "axis1.safetensors"  # stacked at axis 1: read in blocks of rows
+    save(axis1, variables, stacks=["params"], layer_axis=1)
+    _flip(axis1, 5)  # the last byte of scale[5, 1], shape (F, N): layer 1
+    with pytest.raises(
+        errors.ChecksumMismatchError, match=r"'params.LayerNorm_0.scale\[layer 1\]'"
+    ):
+        load(axis1, like=variables)
     path.write_bytes(good[: len(good) - 7])
     with pytest.raises(
         errors.CheckpointFormatError,

@@ -437,6 +437,7 @@ def read_state(
     keys=None,
     spec: Callable[[str], tuple] | None = None,
     read_into: Callable[[str, np.ndarray], None] | None = None,
+    read_stacked: Callable[[list[str], np.ndarray, int], bool] | None = None,
 ) -> Any:
     """A tree shaped as ``like`` whose leaves are NumPy arrays read through ``read(key)``.
 
@@ -445,7 +446,9 @@ def read_state(
     against ``like`` before it is written. ``keys``, the keys the source holds, turns
     on the check that no key is left unread (except ``keymap.ignore`` globs).
     ``spec(key) -> (shape, dtype)`` checks every key before any data is read; with it,
-    ``read_into(key, dest)`` may fill a contiguous destination in place (no ops, no cast).
+    ``read_into(key, dest)`` may fill a contiguous destination in place (no ops, no cast),
+    and ``read_stacked(keys, dest, layer_axis)`` a whole stacked leaf at once (returning
+    False when it cannot: then the leaf is read layer by layer).
     """
     entries = _plan(like, keymap)
     if keys is not None:
@@ -474,6 +477,10 @@ def read_state(
     for entry in entries:
         shape, dtype = entry.file_spec()
         direct = read_into is not None and entry.axis is None and not entry.parts[0].ops
+        whole = out[entry.parts[0].path]
+        if direct and entry.stacked and read_stacked is not None and whole.dtype == dtype:
+            if read_stacked(entry.keys(), whole, keymap.layer_axis):
+                continue
         for i, key in enumerate(entry.keys()):
             part = entry.parts[0]
             dest = out[part.path]

@@ -100,6 +100,7 @@ def load_from(
     *,
     keymap: KeyMap | None = None,
     layer_axis: int | None = None,
+    read_whole_into: Callable | None = None,
 ):
     """The target-layout tree from any source of tensors (a file, a restored tree)."""
     if _is_nnx(like):
@@ -146,6 +147,15 @@ def load_from(
         disk_key, layer, axis = view[key]
         read_unit_into(disk_key, dest, layer, axis)
 
+    def read_stacked(keys, dest, axis) -> bool:
+        disk_key, _, disk_axis = view[keys[0]]
+        if read_whole_into is None or disk_axis == 0 or disk[disk_key][0][disk_axis] != len(keys):
+            return False  # at axis 0 each layer is contiguous on disk: read layer by layer
+        if any(view[k] != (disk_key, i, disk_axis) for i, k in enumerate(keys)):
+            return False
+        read_whole_into(disk_key, dest, axis)
+        return True
+
     return read_state(
         read,
         keymap,
@@ -153,6 +163,7 @@ def load_from(
         keys=list(view),
         spec=lambda key: _layer_spec(disk, view[key]),
         read_into=read_into if read_unit_into is not None else None,
+        read_stacked=read_stacked,
     )
 
 
@@ -227,7 +238,14 @@ def load(
             tree = as_saved(disk, layout, f.read)
         else:
             tree = load_from(
-                disk, layout, f.read, f.read_into, like, keymap=keymap, layer_axis=layer_axis
+                disk,
+                layout,
+                f.read,
+                f.read_into,
+                like,
+                keymap=keymap,
+                layer_axis=layer_axis,
+                read_whole_into=f.read_stacked_into,
             )
         f.finish()  # every checksum verified before anything is returned
         return tree

@@ -276,6 +276,39 @@ class SafetensorsFile:
             self._pread(memoryview(runs[j]), self._start + begin + (j * shape[axis] + layer) * run)
         self._checks.append(self._pool.submit(self._verify, key, layer, flat))
 
+    def read_stacked_into(self, key: str, dest: np.ndarray, dest_axis: int) -> None:
+        """Fill ``dest`` (the whole stacked leaf, layer axis ``dest_axis``) from stacked tensor
+        ``key`` whose layer axis k > 0: contiguous blocks of rows along axis 0 are read and
+        scattered (no small reads), each layer's checksum streamed in C order."""
+        dtype, shape, begin = self.tensors[key]
+        record = self.checksums.get(key)
+        axis = int(record["axis"]) if isinstance(record, dict) else None
+        if axis is None or axis == 0:
+            raise CheckpointFormatError(
+                f"checkpoint {self.path!r}: tensor {key!r} has no per-layer checksums at an axis > 0"
+            )
+        view = np.moveaxis(dest, dest_axis, axis)  # the disk tensor's shape, into dest
+        hashers = [xxhash.xxh3_64() for _ in range(shape[axis])]
+        row = int(np.prod(shape[1:], dtype=np.int64))
+        block = max(1, (32 << 20) // max(1, row * dtype.itemsize))
+        tmp = np.empty((block,) + shape[1:], dtype)
+        pick = (slice(None),) * (axis - 1)
+        for j0 in range(0, shape[0], block):
+            part = tmp[: min(block, shape[0] - j0)]
+            offset = self._start + begin + j0 * row * dtype.itemsize
+            self._pread(memoryview(part.reshape(-1).view(np.uint8)), offset)
+            view[j0 : j0 + len(part)] = part
+            for sub in part:
+                for i, h in enumerate(hashers):
+                    h.update(np.ascontiguousarray(sub[pick + (i,)]))
+        want = record.get("layers", [])
+        for i, h in enumerate(hashers):
+            if i >= len(want) or h.hexdigest() != want[i]:
+                got = h.hexdigest()
+                raise ChecksumMismatchError(
+                    self.path, f"{key}[layer {i}]", want[i] if i < len(want) else "none", got
+                )
+
     def read(self, key: str, layer: int | None = None, axis: int = 0) -> np.ndarray:
         shape, dtype = self.spec(key, None if layer is None else axis)
         out = np.empty(shape, dtype)
