@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -86,8 +87,10 @@ def _abstract(n: int, f: int, unrolled: bool = False):
 
 def child(name: str, folder: Path, n: int, f: int) -> dict:
     """Run one contender; return its time and memory."""
-    import jax  # noqa: F401  (imports before the baseline RSS)
+    import jax  # noqa: F401  (imports before the baseline RSS and the clock)
+    import ml_dtypes  # noqa: F401
     import orbax.checkpoint as ocp
+    import safetensors  # noqa: F401
     from safetensors.numpy import load_file
 
     from composed_lifts import stack_params
@@ -171,6 +174,7 @@ def prepare(folder: Path, n: int, f: int) -> None:
 
     params = make_params(n, f)
     save(folder / "scanned.safetensors", params, stacks=["params"])
+    shutil.copyfile(folder / "scanned.safetensors", folder / "plain.bin")  # saves all overwrite
     save(folder / "unrolled.safetensors", params, stacks=["params"], form=Form.UNROLLED)
     save(folder / "axis1.safetensors", params, stacks=[Stack("params")], layer_axis=1)
     import orbax.checkpoint as ocp
@@ -185,7 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=4, metavar=("NAME", "DIR", "N", "F"))
     parser.add_argument("--small", action="store_true", help="N=8, F=256: check the script")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if args.child:
         name, folder, n, f = args.child
@@ -200,8 +204,11 @@ def main() -> None:
     try:
         prepare(folder, n, f)
         samples: dict[str, list[dict]] = {name: [] for name in SAVES + LOADS}
+        order = random.Random(0)
         for r in range(args.rounds):
-            for name in SAVES + LOADS:
+            # each round: the saves, then the loads (reading what was just written), each
+            # group in a new random order so that no contender always follows the same one
+            for name in order.sample(SAVES, len(SAVES)) + order.sample(LOADS, len(LOADS)):
                 samples[name].append(run_child(name, folder, n, f))
                 print(f"round {r} {name}: {samples[name][-1]['seconds']:.3f} s", flush=True)
     finally:
@@ -240,8 +247,9 @@ def main() -> None:
         "",
         f"{record['machine']['date']}, {record['machine']['nproc']} cores ({record['machine']['cpu']}), "
         f"load average {record['load_average'][0]:.1f} at the end; N={n}, F={f}, float32, "
-        f"{nbytes / 1e9:.2f} GB of params; {args.rounds} rounds round-robin, each contender in "
-        f"its own subprocess; files read warm (page cache); medians.",
+        f"{nbytes / 1e9:.2f} GB of params; {args.rounds} rounds round-robin (saves, then loads, "
+        f"each in a random order per round), each contender in its own subprocess; files read "
+        f"warm (page cache); medians.",
         "",
         "| operation | median | x plain | peak RSS above start | x params |",
         "|---|---:|---:|---:|---:|",
