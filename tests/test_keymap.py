@@ -173,7 +173,7 @@ def test_keymap_errors_name_the_param_and_key():
     wrong = dict(state)
     wrong["params.stack.1.Dense_0.weight"] = np.ones((F + 1, F), np.float32)
     with pytest.raises(
-        errors.LayoutMismatchError,
+        errors.TensorMismatchError,
         match=r"'params.stack.1.Dense_0.weight' holds float32\(7, 6\).*params/stack/Dense_0/kernel needs float32\(6, 6\)",
     ):
         from_state_dict(wrong, keymap, like=tree)
@@ -197,7 +197,7 @@ def test_keymap_errors_name_the_param_and_key():
         to_state_dict(tree, KeyMap((Rule("params/stack/{*m}", "{i}.{m}"),)))
     with pytest.raises(errors.KeyMapError, match="both map to key 'x'"):
         to_state_dict({"a": np.ones(1), "b": np.ones(1)}, KeyMap((Rule("{n}", "x"),)))
-    with pytest.raises(errors.LayoutMismatchError, match=r"Reshape\(\(5,\)\) cannot hold"):
+    with pytest.raises(errors.KeyMapError, match=r"Reshape\(\(5,\)\) cannot hold"):
         to_state_dict({"a": np.ones(4)}, KeyMap((Rule("a", "a", (Reshape((5,)),)),)))
 
 

@@ -57,7 +57,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._errors import KeyMapError, LayoutMismatchError, MissingKeyError
+from ._errors import KeyMapError, MissingKeyError, StackLayoutError, TensorMismatchError
 
 __all__ = [
     "Cast",
@@ -123,7 +123,7 @@ class Reshape:
         known = int(np.prod([d for d in self.to if d != -1], dtype=np.int64))
         out = tuple(size // known if d == -1 and known else d for d in self.to)
         if int(np.prod(out, dtype=np.int64)) != size:
-            raise LayoutMismatchError(
+            raise KeyMapError(
                 f"Reshape({self.to}) cannot hold a layer of shape {tuple(shape)} ({size} values); "
                 f"fix the key map's Reshape"
             )
@@ -303,7 +303,7 @@ class _Entry:
             if len(shape) != len(shapes[0]) or rest != [
                 d for a, d in enumerate(shapes[0]) if a != self.axis
             ]:
-                raise LayoutMismatchError(
+                raise KeyMapError(
                     f"fused key {self.key!r}: part {part.path!r} becomes {shape} but part "
                     f"{self.parts[0].path!r} becomes {shapes[0]}; they must agree on every axis "
                     f"but the join axis {self.axis}"
@@ -375,7 +375,7 @@ def _part(path, leaf, ops, stacked, keymap, key) -> _Part:
         return _Part(path, shape, dtype, tuple(ops), False, 1)
     axis = keymap.layer_axis
     if len(shape) <= axis:
-        raise LayoutMismatchError(
+        raise StackLayoutError(
             f"leaf {path!r} has shape {shape}, which has no layer axis {axis} for key {key!r}; "
             f"map it with a rule without {{i}} or set KeyMap(layer_axis=...)"
         )
@@ -534,10 +534,11 @@ def _checked(read, key, shape, dtype, entry) -> np.ndarray:
 
 def _check_spec(key, got_shape, got_dtype, shape, dtype, entry) -> None:
     if tuple(got_shape) != tuple(shape) or np.dtype(got_dtype) != dtype:
-        raise LayoutMismatchError(
-            f"key {key!r} holds {np.dtype(got_dtype)}{tuple(got_shape)} but param "
-            f"{', '.join(p.path for p in entry.parts)} needs {dtype}{tuple(shape)} there; "
-            f"is the file from another model, or does the key map need a Reshape/Cast?"
+        raise TensorMismatchError(
+            key,
+            ", ".join(p.path for p in entry.parts),
+            f"{np.dtype(got_dtype)}{tuple(got_shape)}",
+            f"{dtype}{tuple(shape)}",
         )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import jax
 import numpy as np
 
-from .._errors import CheckpointFormatError, CheckpointMismatchError, LayoutMismatchError
+from .._errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
 from .._keymap import KeyMap, path_str, plan_keys, read_state
 from ._record import LAYOUT_KEY, Form, KeyMapName, Layout, keymap_for, subtree, unrolled_layers
 
@@ -74,7 +74,7 @@ def _check_layer_counts(layout: Layout, like, axis: int, disk: Mapping[str, Spec
     for record in layout.stacks:
         try:
             node = subtree(like, record.path)
-        except LayoutMismatchError:
+        except StackLayoutError:
             raise CheckpointMismatchError(
                 record.path,
                 f"a stack of {record.num_layers} layers",

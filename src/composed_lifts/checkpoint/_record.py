@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .._errors import CheckpointFormatError, LayoutMismatchError
+from .._errors import CheckpointFormatError, StackLayoutError
 from .._keymap import KeyMap, Rule, path_str, torch_linear_keymap
 
 __all__ = ["Form", "KeyMapName", "Layout", "Stack", "StackRecord", "keymap_for", "record_stacks"]
@@ -106,7 +106,7 @@ def subtree(tree, path: str):
     node = tree
     for part in [p for p in path.split("/") if p]:
         if not isinstance(node, Mapping) or part not in node:
-            raise LayoutMismatchError(
+            raise StackLayoutError(
                 f"stack path {path!r} is not in the tree (no {part!r}); name stacks by their "
                 f"'/'-joined dict keys, e.g. Stack('params/decoder')"
             )
@@ -132,7 +132,7 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
         node = subtree(tree, stack.path)
         leaves = jax.tree_util.tree_flatten_with_path(node)[0]
         if not leaves:
-            raise LayoutMismatchError(f"stack {stack.path!r} holds no arrays")
+            raise StackLayoutError(f"stack {stack.path!r} holds no arrays")
         dtypes = tuple(sorted({np.dtype(leaf.dtype).name for _, leaf in leaves}))
         unrolled = unrolled_layers(node)
         first = node["layers_0"] if unrolled is not None else node
@@ -145,7 +145,7 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
                 stack.layer_axis if unrolled is None else -1, 0 if stack.ensemble else -1
             )
             if len(shape) <= rank_needed:
-                raise LayoutMismatchError(
+                raise StackLayoutError(
                     f"stacked leaf {name!r} has shape {shape}, with no layer axis "
                     f"{stack.layer_axis}; pass Stack({stack.path!r}, layer_axis=...) with the axis "
                     f"that holds the layers"
@@ -157,7 +157,7 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
         for what, found in ((f"layers on axis {stack.layer_axis}", counts), ("members", sizes)):
             if len(found) > 1:
                 seen = ", ".join(f"{name!r} has {n}" for n, name in found.items())
-                raise LayoutMismatchError(
+                raise StackLayoutError(
                     f"leaves of stack {stack.path!r} disagree on the number of {what}: {seen}"
                 )
         num = unrolled if unrolled is not None else next(iter(counts))

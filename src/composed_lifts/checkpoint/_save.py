@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import __version__
-from .._errors import ArgumentTypeError, KeyMapError, LayoutMismatchError
+from .._errors import CheckpointArgumentError, KeyMapError, StackLayoutError
 from .._keymap import _leaves, _plan, _to_file
 from ._record import (
     LAYOUT_KEY,
@@ -42,8 +42,8 @@ def normalize_stacks(stacks) -> tuple[Stack, ...]:
         if isinstance(s, str):
             s = Stack(s)
         if not isinstance(s, Stack):
-            raise ArgumentTypeError(
-                f"stacks must hold Stack(...) or '/'-joined paths, got {type(s).__name__}"
+            raise CheckpointArgumentError(
+                "stacks", "a sequence of Stack(...) or '/'-joined paths", type(s).__name__
             )
         out.append(s)
     return tuple(out)
@@ -75,7 +75,7 @@ def _stacked_tensors(tree, stacks: Sequence[Stack], records, disk_axis: int) -> 
                 taken.add(full)
             disk_shape = shape[:disk_axis] + (record.num_layers,) + shape[disk_axis:]
             if len(disk_shape) <= disk_axis:
-                raise LayoutMismatchError(f"leaf {full!r} has no axis {disk_axis} for the layers")
+                raise StackLayoutError(f"leaf {full!r} has no axis {disk_axis} for the layers")
             tensors.append(
                 DiskTensor(
                     full.replace("/", "."),
@@ -124,7 +124,7 @@ def _whole(key: str, leaf) -> DiskTensor:
 def _one_axis(records) -> int:
     axes = {r.layer_axis for r in records}
     if len(axes) > 1:
-        raise LayoutMismatchError(
+        raise StackLayoutError(
             f"stacks have layer axes {sorted(axes)}; save them to separate files, or move "
             f"them to one axis first (layer_axis_from)"
         )
@@ -181,7 +181,9 @@ def save(
         if stacks == ("",):
             stacks = ("params",)
     if not isinstance(keymap, KeyMapName):
-        raise ArgumentTypeError(f"keymap must be a KeyMapName, got {keymap!r}")
+        raise CheckpointArgumentError(
+            "keymap", "a KeyMapName (e.g. KeyMapName.TORCH)", repr(keymap)
+        )
     stacks = normalize_stacks(stacks)
     records = record_stacks(params, stacks, form)
     chosen = records[0].form if records else Form.STACKED
