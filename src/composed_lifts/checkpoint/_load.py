@@ -247,5 +247,4 @@ def load(
                 layer_axis=layer_axis,
                 read_whole_into=f.read_stacked_into,
             )
-        f.finish()  # every checksum verified before anything is returned
         return tree

@@ -104,9 +104,7 @@ def _producer(leaf, layers, src: int, dst: int):
                 yield from layers
             else:
                 yield np.stack(layers, axis=dst)
-        elif src == dst == 0:
-            yield np.asarray(leaf)
-        elif dst == 0:
+        elif dst == 0:  # one layer per write (a 1 GB write() was measured 2x slower)
             for i in range(np.shape(leaf)[src]):
                 yield np.asarray(leaf)[(slice(None),) * src + (i,)]
         else:
