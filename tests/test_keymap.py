@@ -173,7 +173,7 @@ def test_keymap_errors_name_the_param_and_key():
     wrong = dict(state)
     wrong["params.stack.1.Dense_0.weight"] = np.ones((F + 1, F), np.float32)
     with pytest.raises(
-        errors.LayoutMismatchError,
+        errors.TensorMismatchError,
         match=r"'params.stack.1.Dense_0.weight' holds float32\(7, 6\).*params/stack/Dense_0/kernel needs float32\(6, 6\)",
     ):
         from_state_dict(wrong, keymap, like=tree)
@@ -197,5 +197,21 @@ def test_keymap_errors_name_the_param_and_key():
         to_state_dict(tree, KeyMap((Rule("params/stack/{*m}", "{i}.{m}"),)))
     with pytest.raises(errors.KeyMapError, match="both map to key 'x'"):
         to_state_dict({"a": np.ones(1), "b": np.ones(1)}, KeyMap((Rule("{n}", "x"),)))
-    with pytest.raises(errors.LayoutMismatchError, match=r"Reshape\(\(5,\)\) cannot hold"):
+    with pytest.raises(errors.KeyMapError, match=r"Reshape\(\(5,\)\) cannot hold"):
         to_state_dict({"a": np.ones(4)}, KeyMap((Rule("a", "a", (Reshape((5,)),)),)))
+
+
+def test_cast_widens_on_disk_and_round_trips():
+    from composed_lifts import Cast
+
+    tree = model_tree(SeedLinen, BatchMode.SHARED, ml_dtypes.bfloat16)
+    keymap = KeyMap(
+        (Rule("params/stack/{*m}", "layers.{i}.{m}", (Cast("float32"),)), Rule("{*m}", "{m}"))
+    )
+    state = to_state_dict(tree, keymap)
+    assert state["layers.1.Dense_0.kernel"].dtype == np.float32
+    assert state["params.head.kernel"].dtype == ml_dtypes.bfloat16
+    # reference: the stored value is the bfloat16 value, exactly representable in float32
+    want = tree["params"]["stack"]["Dense_0"]["kernel"][1].astype(np.float32)
+    assert np.array_equal(state["layers.1.Dense_0.kernel"], want)
+    assert_identical(from_state_dict(state, keymap, like=tree), tree)

@@ -14,6 +14,7 @@ from composed_lifts.errors import (
     KeyMapError,
     LayoutMismatchError,
     MissingKeyError,
+    TensorMismatchError,
     UnsupportedConfigError,
 )
 from hf_models import make_model
@@ -64,7 +65,7 @@ def test_wrong_shape(llama_folder, tmp_path):
     folder = edited_copy(
         llama_folder, tmp_path / "s", lambda t: t.update({KEY: np.zeros((8, 32), np.float32)})
     )
-    with pytest.raises(LayoutMismatchError, match=KEY.replace(".", r"\.") + r".*\(8, 32\)"):
+    with pytest.raises(TensorMismatchError, match=KEY.replace(".", r"\.") + r".*\(8, 32\)"):
         models.from_hf(folder, scan_layers=False)
 
 

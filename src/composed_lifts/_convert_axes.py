@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from ._errors import LayoutMismatchError, MembersDifferError
+from ._errors import MembersDifferError, StackLayoutError
 from ._keymap import path_str
 from ._validate import check_integer
 
@@ -51,7 +51,7 @@ def _map_stacks(fn, tree, stacks: Sequence[str]):
 
     out = jax.tree_util.tree_map_with_path(visit, tree)
     if not found:
-        raise LayoutMismatchError(
+        raise StackLayoutError(
             f"no leaf lies under stacks={tuple(stacks)!r}; name the stacks by their '/'-joined "
             f"paths in the tree, e.g. stacks=('params/decoder',)"
         )
@@ -61,7 +61,7 @@ def _map_stacks(fn, tree, stacks: Sequence[str]):
 def _move(tree, source: int, destination: int, stacks) -> object:
     def move(name, leaf):
         if np.ndim(leaf) <= max(source, destination):
-            raise LayoutMismatchError(
+            raise StackLayoutError(
                 f"stacked leaf {name!r} has shape {np.shape(leaf)}, which has no axis "
                 f"{max(source, destination)}; is it part of the stack?"
             )
@@ -106,7 +106,7 @@ def ensemble_to_shared(tree, *, stacks: Sequence[str] = ("",)):
 
     def collapse(name, leaf):
         if np.ndim(leaf) < 1 or np.shape(leaf)[0] < 1:
-            raise LayoutMismatchError(
+            raise StackLayoutError(
                 f"ensemble leaf {name!r} has shape {np.shape(leaf)}, with no ensemble axis 0"
             )
         host = np.asarray(leaf)

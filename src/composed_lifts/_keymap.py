@@ -57,7 +57,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._errors import KeyMapError, LayoutMismatchError, MissingKeyError
+from ._errors import KeyMapError, MissingKeyError, StackLayoutError, TensorMismatchError
 
 __all__ = [
     "Cast",
@@ -123,7 +123,7 @@ class Reshape:
         known = int(np.prod([d for d in self.to if d != -1], dtype=np.int64))
         out = tuple(size // known if d == -1 and known else d for d in self.to)
         if int(np.prod(out, dtype=np.int64)) != size:
-            raise LayoutMismatchError(
+            raise KeyMapError(
                 f"Reshape({self.to}) cannot hold a layer of shape {tuple(shape)} ({size} values); "
                 f"fix the key map's Reshape"
             )
@@ -303,7 +303,7 @@ class _Entry:
             if len(shape) != len(shapes[0]) or rest != [
                 d for a, d in enumerate(shapes[0]) if a != self.axis
             ]:
-                raise LayoutMismatchError(
+                raise KeyMapError(
                     f"fused key {self.key!r}: part {part.path!r} becomes {shape} but part "
                     f"{self.parts[0].path!r} becomes {shapes[0]}; they must agree on every axis "
                     f"but the join axis {self.axis}"
@@ -375,7 +375,7 @@ def _part(path, leaf, ops, stacked, keymap, key) -> _Part:
         return _Part(path, shape, dtype, tuple(ops), False, 1)
     axis = keymap.layer_axis
     if len(shape) <= axis:
-        raise LayoutMismatchError(
+        raise StackLayoutError(
             f"leaf {path!r} has shape {shape}, which has no layer axis {axis} for key {key!r}; "
             f"map it with a rule without {{i}} or set KeyMap(layer_axis=...)"
         )
@@ -386,7 +386,8 @@ def _part(path, leaf, ops, stacked, keymap, key) -> _Part:
 
 
 def _layer(leaf, part: _Part, axis: int, i: int) -> np.ndarray:
-    return np.asarray(leaf if not part.stacked else np.take(leaf, i, axis=axis))
+    leaf = np.asarray(leaf)
+    return leaf[(slice(None),) * axis + (i,)] if part.stacked else leaf
 
 
 def _to_file(entry: _Entry, arrays: Mapping[str, Any], axis: int, i: int) -> np.ndarray:
@@ -396,7 +397,9 @@ def _to_file(entry: _Entry, arrays: Mapping[str, Any], axis: int, i: int) -> np.
         for op in part.ops:
             x = op.forward(x)
         pieces.append(x)
-    return pieces[0] if entry.axis is None else np.concatenate(pieces, axis=entry.axis)
+    if entry.axis is not None:
+        return np.concatenate(pieces, axis=entry.axis)
+    return np.ascontiguousarray(pieces[0])  # writers such as safetensors' save_file need C order
 
 
 def iter_state_dict(tree, keymap: KeyMap) -> Iterator[tuple[str, np.ndarray]]:
@@ -414,21 +417,38 @@ def to_state_dict(tree, keymap: KeyMap) -> dict[str, np.ndarray]:
 
 def state_dict_specs(like, keymap: KeyMap) -> dict[str, tuple[tuple, np.dtype]]:
     """``{key: (shape, dtype)}`` of the state dict of ``like`` (concrete or abstract), no data."""
-    specs = {}
+    return {key: (shape, dtype) for key, shape, dtype, _ in plan_keys(like, keymap)}
+
+
+def plan_keys(like, keymap: KeyMap) -> Iterator[tuple[str, tuple, np.dtype, str]]:
+    """``(key, shape, dtype, params)`` for every key, ``params`` naming the leaves it holds."""
     for entry in _plan(like, keymap):
-        spec = entry.file_spec()
+        shape, dtype = entry.file_spec()
+        params = ", ".join(p.path for p in entry.parts)
         for key in entry.keys():
-            specs[key] = spec
-    return specs
+            yield key, shape, dtype, params
 
 
-def read_state(read: Callable[[str], Any], keymap: KeyMap, like, *, keys=None) -> Any:
+def read_state(
+    read: Callable[[str], Any],
+    keymap: KeyMap,
+    like,
+    *,
+    keys=None,
+    spec: Callable[[str], tuple] | None = None,
+    read_into: Callable[[str, np.ndarray], None] | None = None,
+    read_stacked: Callable[[list[str], np.ndarray, int], bool] | None = None,
+) -> Any:
     """A tree shaped as ``like`` whose leaves are NumPy arrays read through ``read(key)``.
 
     Each stacked leaf is allocated once and filled one layer at a time, so at most one
     file tensor is held beside the result. Every tensor's shape and dtype is checked
     against ``like`` before it is written. ``keys``, the keys the source holds, turns
     on the check that no key is left unread (except ``keymap.ignore`` globs).
+    ``spec(key) -> (shape, dtype)`` checks every key before any data is read; with it,
+    ``read_into(key, dest)`` may fill a contiguous destination in place (no ops, no cast),
+    and ``read_stacked(keys, dest, layer_axis)`` a whole stacked leaf at once (returning
+    False when it cannot: then the leaf is read layer by layer).
     """
     entries = _plan(like, keymap)
     if keys is not None:
@@ -442,6 +462,13 @@ def read_state(read: Callable[[str], Any], keymap: KeyMap, like, *, keys=None) -
                 f"the source holds {len(extra)} key(s) no rule reads, first {extra[0]!r}; add a "
                 f"rule for them or KeyMap(ignore=({extra[0]!r},))"
             )
+    if spec is not None:
+        for entry in entries:
+            want = entry.file_spec()
+            for key in entry.keys():
+                _check_spec(key, *spec(key), *want, entry)
+    else:
+        read_into = None
     out = {
         part.path: np.empty(_stacked_shape(part, keymap.layer_axis), part.dtype)
         for entry in entries
@@ -449,7 +476,19 @@ def read_state(read: Callable[[str], Any], keymap: KeyMap, like, *, keys=None) -
     }
     for entry in entries:
         shape, dtype = entry.file_spec()
+        direct = read_into is not None and entry.axis is None and not entry.parts[0].ops
+        whole = out[entry.parts[0].path]
+        if direct and entry.stacked and read_stacked is not None and whole.dtype == dtype:
+            if read_stacked(entry.keys(), whole, keymap.layer_axis):
+                continue
         for i, key in enumerate(entry.keys()):
+            part = entry.parts[0]
+            dest = out[part.path]
+            if part.stacked:
+                dest = dest[(slice(None),) * keymap.layer_axis + (i,)]
+            if direct and dest.flags.c_contiguous and dest.dtype == dtype:
+                read_into(key, dest)
+                continue
             x = _checked(read, key, shape, dtype, entry)
             pieces = [x] if entry.axis is None else _split(x, entry)
             for part, piece in zip(entry.parts, pieces):
@@ -458,8 +497,7 @@ def read_state(read: Callable[[str], Any], keymap: KeyMap, like, *, keys=None) -
                     piece = op.inverse(piece, before)
                 dest = out[part.path]
                 if part.stacked:
-                    index = (slice(None),) * keymap.layer_axis + (i,)
-                    dest[index] = piece
+                    dest[(slice(None),) * keymap.layer_axis + (i,)] = piece
                 else:
                     dest[...] = piece
     treedef = jax.tree_util.tree_structure(like)
@@ -490,13 +528,18 @@ def _checked(read, key, shape, dtype, entry) -> np.ndarray:
     except KeyError:
         raise MissingKeyError(key, ", ".join(p.path for p in entry.parts), 1) from None
     x = np.asarray(x)
-    if tuple(x.shape) != tuple(shape) or x.dtype != dtype:
-        raise LayoutMismatchError(
-            f"key {key!r} holds {x.dtype}{tuple(x.shape)} but param "
-            f"{', '.join(p.path for p in entry.parts)} needs {dtype}{tuple(shape)} there; "
-            f"is the file from another model, or does the key map need a Reshape/Cast?"
-        )
+    _check_spec(key, x.shape, x.dtype, shape, dtype, entry)
     return x
+
+
+def _check_spec(key, got_shape, got_dtype, shape, dtype, entry) -> None:
+    if tuple(got_shape) != tuple(shape) or np.dtype(got_dtype) != dtype:
+        raise TensorMismatchError(
+            key,
+            ", ".join(p.path for p in entry.parts),
+            f"{np.dtype(got_dtype)}{tuple(got_shape)}",
+            f"{dtype}{tuple(shape)}",
+        )
 
 
 def _split(x: np.ndarray, entry: _Entry) -> list[np.ndarray]:

@@ -12,11 +12,11 @@ import os
 import sys
 
 from .._errors import ComposedLiftsError
-from . import _generate, _inspect, _run, _tune
+from . import _convert, _generate, _inspect, _run, _show, _tune
 
 __all__ = ["main"]
 
-_COMMANDS = (_run, _inspect, _tune, _generate)
+_COMMANDS = (_run, _inspect, _tune, _convert, _show, _generate)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,8 +12,8 @@ Loading is streamed: ``read_state`` allocates each stacked array once and
 fills it one layer at a time from ``safetensors.safe_open`` (one file or the
 shards of ``model.safetensors.index.json``), casting each tensor to ``dtype``
 as it is read. A missing key (``MissingKeyError``), a key no rule reads
-(``KeyMapError``) or a tensor of the wrong shape (``LayoutMismatchError``) is
-refused before any param is returned.
+(``KeyMapError``) or a tensor of the wrong shape (``TensorMismatchError``) is
+refused before any tensor's data is read.
 """
 
 from __future__ import annotations
@@ -163,7 +163,10 @@ def from_hf(folder: str | os.PathLike, *, scan_layers: bool = True, dtype=jnp.fl
         def read(key: str) -> np.ndarray:
             return handles[key].get_tensor(key).astype(dtype, copy=False)
 
-        arrays = read_state(read, _keymap(config), like, keys=list(handles))
+        def spec(key: str) -> tuple:  # from the header: shapes are checked before any read
+            return tuple(handles[key].get_slice(key).get_shape()), dtype
+
+        arrays = read_state(read, _keymap(config), like, keys=list(handles), spec=spec)
     return model, jax.tree_util.tree_map(jnp.asarray, arrays)
 
 
