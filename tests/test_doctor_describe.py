@@ -41,7 +41,9 @@ def test_seed_roles_when_n_b_and_f_are_equal():
     }
     assert (report.count, report.nbytes, report.batch) == (36, 144, 3)
     assert (report.unrolled.blocks, report.unrolled.per_block_count, report.unrolled.count) == (
-        3, 12, 36,
+        3,
+        12,
+        36,
     )
     assert report.unrolled.nbytes == report.nbytes
 
@@ -111,11 +113,15 @@ def test_bad_arguments():
     ragged = {"a": jnp.zeros((2, 2)), "b": jnp.zeros((3, 2))}
     with pytest.raises(BatchSizeError, match=r"carry\['a'\] has 2, carry\['b'\] has 3"):
         describe(Block(features=2), Composition(num_layers=2), carry=ragged)
-    with pytest.raises(ArgumentTypeError, match=r"carry leaves must be arrays.*got float 1.0.*carry=\(4, 8\)"):
+    with pytest.raises(
+        ArgumentTypeError, match=r"carry leaves must be arrays.*got float 1.0.*carry=\(4, 8\)"
+    ):
         describe(Block(features=2), Composition(num_layers=2), carry=[[1.0, 2.0]])
     with pytest.raises(ArgumentTypeError, match=r"the class Block, which needs field values.*Block\(features=8\)"):
         describe(Block, Composition(num_layers=2), carry=(2, 2))
-    with pytest.raises(ArgumentTypeError, match=r"composition must be a Composition or a StackOptions, got 3"):
+    with pytest.raises(
+        ArgumentTypeError, match=r"composition must be a Composition or a StackOptions, got 3"
+    ):
         describe(Block(features=2), 3, carry=(2, 2))
 
 

@@ -4,9 +4,26 @@ The public API is exactly what this module exports (``__all__``).
 """
 
 from . import errors as errors
+from ._convert_axes import ensemble_to_shared as ensemble_to_shared
+from ._convert_axes import layer_axis_from as layer_axis_from
+from ._convert_axes import layer_axis_to as layer_axis_to
+from ._convert_axes import shared_to_ensemble as shared_to_ensemble
 from ._convert_layers import stack_params as stack_params
 from ._convert_layers import unstack_params as unstack_params
 from ._forward import composed_lifts_forward as composed_lifts_forward
+from ._keymap import Cast as Cast
+from ._keymap import Fused as Fused
+from ._keymap import KeyMap as KeyMap
+from ._keymap import Reshape as Reshape
+from ._keymap import Rule as Rule
+from ._keymap import Transpose as Transpose
+from ._keymap import from_state_dict as from_state_dict
+from ._keymap import iter_state_dict as iter_state_dict
+from ._keymap import path_str as path_str
+from ._keymap import read_state as read_state
+from ._keymap import state_dict_specs as state_dict_specs
+from ._keymap import to_state_dict as to_state_dict
+from ._keymap import torch_linear_keymap as torch_linear_keymap
 from ._mlp_block import MLPBlock as MLPBlock
 from ._options import BatchMode as BatchMode
 from ._options import LayerInputs as LayerInputs
@@ -56,6 +73,23 @@ def __dir__():
 __version__ = "0.1.0"
 
 __all__ = [
+    "ensemble_to_shared",
+    "layer_axis_from",
+    "layer_axis_to",
+    "shared_to_ensemble",
+    "Cast",
+    "Fused",
+    "KeyMap",
+    "Reshape",
+    "Rule",
+    "Transpose",
+    "from_state_dict",
+    "iter_state_dict",
+    "path_str",
+    "read_state",
+    "state_dict_specs",
+    "to_state_dict",
+    "torch_linear_keymap",
     "BatchMode",
     "NNXSplitApply",
     "NNXStack",

@@ -1,0 +1,125 @@
+"""Exact conversions of stacks nested anywhere in a tree: where the layer axis sits, and
+whether a stack is shared by a batch or one per example.
+
+``layer_axis_to(tree, k)`` moves each stacked leaf's layer axis from 0 to ``k`` (MaxText's
+``param_scan_axis: 1``) and ``layer_axis_from(tree, k)`` moves it back;
+``shared_to_ensemble(tree, size)`` gives every one of ``size`` examples its own copy of a
+shared stack (``(N, ...)`` -> ``(B, N, ...)``) and ``ensemble_to_shared`` collapses an
+ensemble whose members are all identical. ``stacks`` names the subtrees that are stacks
+by their ``/``-joined paths (``"params/decoder"``; ``""`` is the whole tree); other leaves
+pass through untouched. Arrays are only moved or copied, so round trips are ``==``.
+
+>>> import numpy as np
+>>> tree = {"embed": np.zeros((7, 2)), "stack": {"w": np.arange(24.0).reshape(4, 3, 2)}}
+>>> moved = layer_axis_to(tree, 1, stacks=("stack",))
+>>> moved["stack"]["w"].shape, moved["embed"].shape
+((3, 4, 2), (7, 2))
+>>> bool((layer_axis_from(moved, 1, stacks=("stack",))["stack"]["w"] == tree["stack"]["w"]).all())
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from ._errors import MembersDifferError, StackLayoutError
+from ._keymap import path_str
+from ._validate import check_integer
+
+__all__ = ["ensemble_to_shared", "layer_axis_from", "layer_axis_to", "shared_to_ensemble"]
+
+
+def in_stack(path: str, stacks: Sequence[str]) -> bool:
+    """Whether the leaf at ``path`` lies under one of ``stacks`` (``""``: the whole tree)."""
+    return any(s == "" or path == s or path.startswith(s + "/") for s in stacks)
+
+
+def _map_stacks(fn, tree, stacks: Sequence[str]):
+    if isinstance(stacks, str):
+        stacks = (stacks,)
+    found = []
+
+    def visit(path, leaf):
+        name = path_str(path)
+        if not in_stack(name, stacks):
+            return leaf
+        found.append(name)
+        return fn(name, leaf)
+
+    out = jax.tree_util.tree_map_with_path(visit, tree)
+    if not found:
+        raise StackLayoutError(
+            f"no leaf lies under stacks={tuple(stacks)!r}; name the stacks by their '/'-joined "
+            f"paths in the tree, e.g. stacks=('params/decoder',)"
+        )
+    return out
+
+
+def _move(tree, source: int, destination: int, stacks) -> object:
+    def move(name, leaf):
+        if np.ndim(leaf) <= max(source, destination):
+            raise StackLayoutError(
+                f"stacked leaf {name!r} has shape {np.shape(leaf)}, which has no axis "
+                f"{max(source, destination)}; is it part of the stack?"
+            )
+        return (
+            np.moveaxis(leaf, source, destination)
+            if isinstance(leaf, np.ndarray)
+            else (jax.numpy.moveaxis(leaf, source, destination))
+        )
+
+    return _map_stacks(move, tree, stacks)
+
+
+def layer_axis_to(tree, position: int, *, stacks: Sequence[str] = ("",)):
+    """Move every stacked leaf's layer axis from 0 to ``position``."""
+    position = check_integer("position", position, minimum=0)
+    return _move(tree, 0, position, stacks)
+
+
+def layer_axis_from(tree, position: int, *, stacks: Sequence[str] = ("",)):
+    """Move every stacked leaf's layer axis from ``position`` back to 0 (inverse of :func:`layer_axis_to`)."""
+    position = check_integer("position", position, minimum=0)
+    return _move(tree, position, 0, stacks)
+
+
+def shared_to_ensemble(tree, size: int, *, stacks: Sequence[str] = ("",)):
+    """Give each of ``size`` examples its own copy of the shared stacks: ``(N, ...)`` -> ``(B, N, ...)``."""
+    size = check_integer("size", size, minimum=1)
+
+    def broadcast(name, leaf):
+        xp = np if isinstance(leaf, np.ndarray) else jax.numpy
+        return xp.repeat(leaf[None], size, axis=0)
+
+    return _map_stacks(broadcast, tree, stacks)
+
+
+def ensemble_to_shared(tree, *, stacks: Sequence[str] = ("",)):
+    """Drop the ensemble axis ``(B, N, ...)`` -> ``(N, ...)`` when every member is identical.
+
+    Raises :class:`~composed_lifts.errors.MembersDifferError` naming the first leaf and
+    member that differ (NaNs compare by bit pattern, so a NaN member equals itself).
+    """
+
+    def collapse(name, leaf):
+        if np.ndim(leaf) < 1 or np.shape(leaf)[0] < 1:
+            raise StackLayoutError(
+                f"ensemble leaf {name!r} has shape {np.shape(leaf)}, with no ensemble axis 0"
+            )
+        host = np.asarray(leaf)
+        first = host[0]
+        bits = (
+            first.view(np.uint8)
+            if first.dtype.itemsize == 1
+            else first.view(f"u{first.dtype.itemsize}")
+        )
+        for b in range(1, host.shape[0]):
+            member = host[b]
+            if not np.array_equal(member.view(bits.dtype), bits):
+                raise MembersDifferError(name, b)
+        return leaf[0]
+
+    return _map_stacks(collapse, tree, stacks)

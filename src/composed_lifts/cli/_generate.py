@@ -1,0 +1,69 @@
+"""``composed-lifts generate``: greedy tokens from a Hugging Face GPT-2 or Llama folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+
+def _ids(text: str) -> list[int]:
+    try:
+        ids = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected token ids like 1,2,3, got {text!r}") from None
+    if not ids:
+        raise argparse.ArgumentTypeError(f"expected at least one token id, got {text!r}")
+    return ids
+
+
+def register(commands) -> None:
+    p = commands.add_parser(
+        "generate",
+        help="greedy tokens from a Hugging Face GPT-2 or Llama folder (token ids in and out)",
+        description=(
+            "Load FOLDER (config.json and model.safetensors or a sharded index, as written by "
+            "save_pretrained) into the scanned model, then decode greedily with the per-layer "
+            "KV cache. Sequences stop at the config's eos_token_id (padded with it) unless "
+            "--ignore-eos."
+        ),
+    )
+    p.add_argument("folder", metavar="FOLDER", help="a save_pretrained folder")
+    p.add_argument(
+        "--prompt-ids",
+        type=_ids,
+        action="append",
+        required=True,
+        metavar="IDS",
+        help="comma-separated token ids, e.g. 1,2,3; repeat for a batch (same lengths)",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=16, help="tokens to generate (16)")
+    p.add_argument("--unrolled", action="store_true", help="unroll the layers instead of a scan")
+    p.add_argument("--ignore-eos", action="store_true", help="do not stop at eos_token_id")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from .. import models
+    from .._errors import InputShapeError
+    from .._validate import check_integer
+
+    check_integer("--max-new-tokens", args.max_new_tokens, minimum=1)
+    lengths = sorted({len(ids) for ids in args.prompt_ids})
+    if len(lengths) > 1:
+        raise InputShapeError(
+            f"every --prompt-ids must have the same length for one batch, got lengths "
+            f"{lengths}; run the prompts separately"
+        )
+    model, params = models.from_hf(args.folder, scan_layers=not args.unrolled)
+    eos = None if args.ignore_eos else model.config.eos_token_id
+    prompt = np.asarray(args.prompt_ids)
+    tokens = models.generate(model, params, prompt, args.max_new_tokens, eos_token_id=eos)
+    if args.format == "json":
+        print(json.dumps({"prompt_ids": prompt.tolist(), "generated_ids": tokens.tolist()}))
+    else:
+        for row in tokens:
+            print(",".join(map(str, row.tolist())))
+    return 0

@@ -1,0 +1,103 @@
+"""Greedy decoding with a per-layer KV cache, compiled once per prompt shape.
+
+The model's ``decode=True`` clone keeps keys and values in the ``cache``
+collection, stacked on the layer axis like the params (``(B, N, max_len, KV,
+head_dim)`` scanned, ``(B, max_len, KV, head_dim)`` per ``layers_i``
+unrolled). One ``jax.jit`` program runs the prefill over the prompt and then a
+``lax.scan`` of single-token steps, all with fixed shapes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._errors import ArgumentRangeError, ArgumentTypeError, InputShapeError
+from .._validate import check_integer
+
+__all__ = ["generate", "init_cache"]
+
+
+def init_cache(model, batch: int, max_len: int) -> dict:
+    """Zeros of the ``cache`` collection for ``batch`` sequences of up to ``max_len`` tokens."""
+    decoding = model.clone(decode=True)
+    ids = jnp.zeros((batch, max_len), jnp.int32)
+    shapes = jax.eval_shape(decoding.init, jax.random.PRNGKey(0), ids)["cache"]
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def _forward(decoding, params, cache, ids, positions):
+    logits, variables = decoding.apply(
+        {"params": params, "cache": cache}, ids, positions, mutable=["cache"]
+    )
+    return jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32), variables["cache"]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _greedy(model, params, prompt, steps: int, eos: jax.Array, pad: jax.Array):
+    batch, length = prompt.shape
+    decoding = model.clone(decode=True)
+    cache = init_cache(model, batch, length + steps)
+    positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), prompt.shape)
+    first, cache = _forward(decoding, params, cache, prompt, positions)
+
+    def step(carry, _):
+        cache, token, position, done = carry
+        nxt, cache = _forward(decoding, params, cache, token[:, None], position[:, None])
+        done = done | (token[:, None] == eos[None, :]).any(axis=1)  # finished: emit pad
+        nxt = jnp.where(done, pad, nxt)
+        return (cache, nxt, position + 1, done), token
+
+    start = (cache, first, jnp.full((batch,), length, jnp.int32), jnp.zeros((batch,), bool))
+    (_, last, _, _), tokens = jax.lax.scan(step, start, length=steps - 1)
+    return jnp.concatenate([tokens.T, last[:, None]], axis=1)
+
+
+def generate(
+    model,
+    params,
+    prompt_ids,
+    max_new_tokens: int,
+    *,
+    eos_token_id: int | list[int] | None = None,
+    pad_token_id: int | None = None,
+) -> np.ndarray:
+    """Greedy decoding: the ``(B, max_new_tokens)`` token ids following ``prompt_ids`` ``(B, T)``.
+
+    Equal to repeatedly running the full model on the sequence so far and
+    appending the argmax of the last position's logits. With ``eos_token_id``
+    (an id or a list of ids), a sequence that has produced one continues with
+    ``pad_token_id`` (default: the first eos id), like ``transformers``'
+    ``generate(do_sample=False)``.
+    """
+    check_integer("max_new_tokens", max_new_tokens, minimum=1)
+    prompt = np.asarray(prompt_ids)
+    if prompt.ndim != 2 or prompt.shape[1] == 0:
+        raise InputShapeError(
+            f"prompt_ids must be a (batch, length) array of token ids with length >= 1, got "
+            f"shape {prompt.shape}; for one prompt use [[id, id, ...]]"
+        )
+    if not np.issubdtype(prompt.dtype, np.integer):
+        raise ArgumentTypeError(f"prompt_ids must hold integer token ids, got dtype {prompt.dtype}")
+    config = model.config
+    if prompt.min() < 0 or prompt.max() >= config.vocab_size:
+        raise ArgumentRangeError(
+            f"prompt_ids must lie in [0, vocab_size={config.vocab_size}), got ids from "
+            f"{prompt.min()} to {prompt.max()}"
+        )
+    total = prompt.shape[1] + max_new_tokens
+    if total > config.max_positions:
+        raise ArgumentRangeError(
+            f"prompt length {prompt.shape[1]} + max_new_tokens {max_new_tokens} = {total} "
+            f"exceeds the model's {config.max_positions} positions; shorten the prompt or "
+            f"generate fewer tokens"
+        )
+    eos = [] if eos_token_id is None else np.atleast_1d(eos_token_id).tolist()
+    pad = (eos or [-1])[0] if pad_token_id is None else pad_token_id
+    eos = jnp.asarray(eos or [-1], jnp.int32)  # -1 never matches
+    prompt = jnp.asarray(prompt, jnp.int32)
+    tokens = _greedy(model.clone(decode=False), params, prompt, max_new_tokens, eos, pad)
+    return np.asarray(tokens)

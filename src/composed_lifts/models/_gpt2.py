@@ -1,0 +1,91 @@
+"""GPT-2 on a layer stack: learned positions, LayerNorm, fused QKV, GELU (tanh), tied head.
+
+Module and param names follow Hugging Face's (``ln_1``, ``attn.c_attn``,
+``mlp.c_fc`` ...), so the key map in ``_hf.py`` reads as a table. Dense kernels
+are ``(in, out)``, like GPT-2's ``Conv1D`` weights.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ._attention import causal_attention, kv_cache
+from ._config import GPT2Config
+from ._layers import apply_layers, positions_of
+
+__all__ = ["GPT2", "GPT2Block"]
+
+_init = nn.initializers.normal(0.02)
+
+
+def _layer_norm(config: GPT2Config, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=config.layer_norm_epsilon, use_fast_variance=False, name=name)
+
+
+class GPT2Attention(nn.Module):
+    config: GPT2Config
+    decode: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
+        c = self.config
+        t, head_dim = x.shape[0], c.n_embd // c.n_head
+        qkv = nn.Dense(3 * c.n_embd, kernel_init=_init, name="c_attn")(x)
+        q, k, v = (a.reshape(t, c.n_head, head_dim) for a in jnp.split(qkv, 3, axis=-1))
+        k_pos = positions
+        if self.decode:
+            k, v, k_pos = kv_cache(self, k, v, positions)
+        out = causal_attention(q, k, v, positions, k_pos)
+        return nn.Dense(c.n_embd, kernel_init=_init, name="c_proj")(out)
+
+
+class GPT2MLP(nn.Module):
+    config: GPT2Config
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = nn.Dense(self.config.n_inner, kernel_init=_init, name="c_fc")(x)
+        h = jax.nn.gelu(h, approximate=True)
+        return nn.Dense(self.config.n_embd, kernel_init=_init, name="c_proj")(h)
+
+
+class GPT2Block(nn.Module):
+    """One GPT-2 layer on one sequence: carry ``(x (T, D), positions (T,))`` -> same."""
+
+    config: GPT2Config
+    decode: bool = False
+
+    @nn.compact
+    def __call__(self, carry, _):
+        x, positions = carry
+        attn = GPT2Attention(self.config, self.decode, name="attn")
+        x = x + attn(_layer_norm(self.config, "ln_1")(x), positions)
+        x = x + GPT2MLP(self.config, name="mlp")(_layer_norm(self.config, "ln_2")(x))
+        return (x, positions), None
+
+
+class GPT2(nn.Module):
+    """GPT-2 language model: ``ids (B, T)`` (and ``positions (B, T)``) -> logits ``(B, T, V)``.
+
+    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``decode=True``
+    keeps a per-layer KV cache in the ``cache`` collection (see ``models.generate``).
+    """
+
+    config: GPT2Config
+    scan_layers: bool = True
+    decode: bool = False
+
+    @nn.compact
+    def __call__(self, ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        c = self.config
+        positions = positions_of(ids, positions)
+        embed = functools.partial(nn.Embed, features=c.n_embd, embedding_init=_init)
+        wte = embed(c.vocab_size, name="wte")
+        x = wte(ids) + embed(c.n_positions, name="wpe")(positions)
+        fields = dict(config=c, decode=self.decode)
+        x, _ = apply_layers(GPT2Block, c.n_layer, self.scan_layers, (x, positions), **fields)
+        return wte.attend(_layer_norm(c, "ln_f")(x))

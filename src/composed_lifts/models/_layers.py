@@ -1,0 +1,57 @@
+"""The decoder's layers: one block class, scanned (``linen_stack``) or unrolled.
+
+A block maps one sequence: its carry is ``(x, positions)`` with ``x`` of shape
+``(T, D)`` and ``positions`` of shape ``(T,)``. Scanned, ``linen_stack`` builds
+``nn.vmap(nn.scan(block))`` exactly as the seed does: params ``(N, ...)`` under
+``layers``, shared by the batch, and the ``cache`` collection ``(B, N, ...)``.
+Unrolled, each layer is the same batch vmap (the lift arguments come from the
+same :class:`~composed_lifts.StackOptions`), named ``layers_0 .. layers_{N-1}``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from .._options import StackOptions
+from .._stack_linen import linen_stack
+
+__all__ = ["apply_layers", "positions_of"]
+
+
+@functools.cache
+def _scanned(block: type[nn.Module], num_layers: int) -> type[nn.Module]:
+    return linen_stack(block, StackOptions(num_layers=num_layers))
+
+
+@functools.cache
+def _batched(block: type[nn.Module]) -> type[nn.Module]:
+    options = StackOptions(num_layers=1)  # only its batch lift is used
+    return nn.vmap(
+        block,
+        in_axes=0,
+        out_axes=0,
+        variable_axes=options.vmap_variable_axes(),
+        split_rngs=options.vmap_split_rngs(),
+        axis_name=options.batch_axis_name,
+    )
+
+
+def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, **fields):
+    """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method)."""
+    if scan:
+        carry, _ = _scanned(block, num_layers)(**fields, name="layers")(carry)
+        return carry
+    for i in range(num_layers):
+        carry, _ = _batched(block)(**fields, name=f"layers_{i}")(carry, None)
+    return carry
+
+
+def positions_of(ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+    """``positions`` if given, else ``0 .. T-1`` for every sequence of ``ids (B, T)``."""
+    if positions is not None:
+        return positions
+    return jnp.broadcast_to(jnp.arange(ids.shape[1], dtype=jnp.int32), ids.shape)

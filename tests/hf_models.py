@@ -1,0 +1,120 @@
+"""Tiny random Hugging Face models saved with ``save_pretrained``, and their references.
+
+Offline (``HF_HUB_OFFLINE=1``): nothing is downloaded. Weights are redrawn with a
+larger scale than transformers' init (std 0.02 makes attention nearly uniform and
+logits nearly tied, which would test little).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+VOCAB = 96
+
+# name -> (config, save_pretrained options)
+SPECS = {
+    "gpt2": (
+        lambda: transformers.GPT2Config(
+            n_layer=2,
+            n_embd=32,
+            n_head=4,
+            n_positions=64,
+            vocab_size=VOCAB,
+            bos_token_id=0,
+            eos_token_id=VOCAB - 1,
+            layer_norm_epsilon=1e-4,
+        ),
+        {},
+    ),
+    "gpt2-bf16-sharded": (
+        lambda: transformers.GPT2Config(
+            n_layer=2,
+            n_embd=32,
+            n_head=2,
+            n_positions=64,
+            vocab_size=VOCAB,
+            bos_token_id=0,
+            eos_token_id=VOCAB - 1,
+            n_inner=48,
+        ),
+        {"dtype": torch.bfloat16, "max_shard_size": "8KB"},
+    ),
+    "llama-gqa": (  # 8 query heads on 2 kv heads: 4 per group; untied head; rope_theta from config
+        lambda: transformers.LlamaConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=48,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            head_dim=8,
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+            rope_parameters={"rope_type": "default", "rope_theta": 500.0},
+            rms_norm_eps=1e-5,
+            bos_token_id=0,
+            eos_token_id=VOCAB - 1,
+        ),
+        {},
+    ),
+    "llama-tied-bf16-sharded": (  # one kv head for 4 query heads, head tied to the embedding
+        lambda: transformers.LlamaConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+            tie_word_embeddings=True,
+            bos_token_id=0,
+            eos_token_id=VOCAB - 1,
+        ),
+        {"dtype": torch.bfloat16, "max_shard_size": "8KB"},
+    ),
+}
+
+
+def make_model(name: str, folder) -> transformers.PreTrainedModel:
+    """Save the model ``name`` to ``folder``; return it in float32, as read back from there."""
+    config_fn, options = SPECS[name]
+    torch.manual_seed(sum(map(ord, name)))
+    model = transformers.AutoModelForCausalLM.from_config(config_fn())
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.3)
+    dtype = options.get("dtype", torch.float32)
+    model.to(dtype).save_pretrained(folder, max_shard_size=options.get("max_shard_size", "1GB"))
+    return load_reference(folder)
+
+
+def load_reference(folder) -> transformers.PreTrainedModel:
+    return transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
+def reference_logits(model, ids: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.as_tensor(ids)).logits.numpy()
+
+
+def reference_generate(model, prompt: np.ndarray, new_tokens: int) -> np.ndarray:
+    """transformers' greedy ``generate``: the new tokens only (may stop early at eos)."""
+    with torch.no_grad():
+        out = model.generate(
+            torch.as_tensor(prompt),
+            attention_mask=torch.ones(prompt.shape, dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=new_tokens,
+            pad_token_id=model.config.eos_token_id,
+        )
+    return out.numpy()[:, prompt.shape[1] :]
+
+
+def random_ids(seed: int, shape) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, VOCAB, shape)
