@@ -229,5 +229,5 @@ def test_permissions_umask_and_overwrite(tmp_path):
         load(tmp_path / "new.safetensors", like=tree), {"w": np.zeros((2, 3), np.float32)}
     )
     assert sorted(os.listdir(tmp_path)) == ["link.safetensors", "new.safetensors"]
-    with pytest.raises(errors.CheckpointWriteError, match="folder .* does not exist"):
+    with pytest.raises(errors.OutputFileError, match="folder .* which does not exist"):
         save(tmp_path / "no" / "m.safetensors", tree)

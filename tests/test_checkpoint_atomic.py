@@ -11,7 +11,6 @@ import time
 import numpy as np
 
 from composed_lifts.checkpoint import load, save
-from composed_lifts.checkpoint._atomic import TEMP_PREFIX
 
 WRITER = textwrap.dedent(
     """
@@ -64,5 +63,5 @@ def test_kill_during_save_leaves_a_whole_checkpoint(tmp_path):
         seen.add(value)
         # only the final name and, from a killed save, temporary files beside it
         leftovers = [n for n in os.listdir(tmp_path) if n not in ("model.safetensors", "writer.py")]
-        assert all(n.startswith(TEMP_PREFIX) for n in leftovers)
+        assert all(n.startswith(".model.safetensors.") and n.endswith(".tmp") for n in leftovers)
     assert seen, "no kill happened"

@@ -77,7 +77,45 @@ CASES = {
         ["names 1 axes", "shape (4, 2, 3)", "has 2 axes"],
     ),
     "MeshAxisError": ((["model"], {"data": 2}), ["mesh axes ['model']", "{'data': 2}"]),
-    "UnevenBatchError": ((3, "mesh axis 'data'", 2), ["batch of 3", "'data' of size 2", "multiple of 2"]),
+    "UnevenBatchError": (
+        (3, "mesh axis 'data'", 2),
+        ["batch of 3", "'data' of size 2", "multiple of 2"],
+    ),
+    # checkpoints and key maps
+    "KeyMapError": (
+        ("no rule of the key map matches leaf 'b'", "add a rule for it"),
+        ["no rule of the key map matches leaf 'b'; add a rule for it"],
+    ),
+    "StackLayoutError": (
+        ("stack 'params/x' holds no arrays", "name a subtree that holds the layers"),
+        ["stack 'params/x' holds no arrays; name a subtree"],
+    ),
+    "TensorMismatchError": (
+        ("h.0.w", "params/w", "float32(7, 6)", "float32(6, 6)"),
+        ["key 'h.0.w' holds float32(7, 6) but param params/w needs float32(6, 6)", "Reshape"],
+    ),
+    "MissingKeyError": (
+        ("h.2.b", "params/b", 3),
+        ["key 'h.2.b', needed for param params/b, is not in the source (2 more missing)"],
+    ),
+    "MembersDifferError": (("params/w", 1), ["member 1 differs from member 0 at leaf 'params/w'"]),
+    "CheckpointFormatError": (
+        ("checkpoint 'm.safetensors'", "is truncated", "save it again"),
+        ["checkpoint 'm.safetensors' is truncated; save it again"],
+    ),
+    "ChecksumMismatchError": (
+        ("m.safetensors", "w[layer 2]", "00ff", "11aa"),
+        ["tensor 'w[layer 2]' has xxh3-64 checksum 11aa but 00ff was recorded", "restore"],
+    ),
+    "CheckpointMismatchError": (
+        ("params/b", "3 layers", "4 layers", "load into a stack of 3 layers"),
+        ["param 'params/b' is 3 layers in the checkpoint but the target needs 4 layers; load"],
+    ),
+    # models
+    "UnsupportedConfigError": (
+        ("attention_bias", True, "false"),
+        ["attention_bias = True is not supported (supported: false)", "transformers"],
+    ),
 }
 
 
@@ -89,7 +127,7 @@ def test_every_class_is_covered():
 def test_class_owns_its_message(name):
     cls = getattr(errors, name)
     assert issubclass(cls, errors.ComposedLiftsError)
-    assert issubclass(cls, (ValueError, TypeError, OSError, MemoryError))
+    assert issubclass(cls, (ValueError, TypeError, OSError, MemoryError, LookupError))
     assert cls.__doc__ and len(cls.__doc__.split()) >= 8  # the mistake and its fix
     args, words = CASES[name]
     err = cls(*args)
@@ -97,6 +135,8 @@ def test_class_owns_its_message(name):
         assert word in str(err), (word, str(err))
     params = list(inspect.signature(cls.__init__).parameters)[1:]
     assert params and params != ["args"]  # structured, not a free-form message
+    for param in params:  # each piece is kept as an attribute
+        assert hasattr(err, param), (name, param)
 
 
 def test_the_width_pitfall_is_one_failure_mode_wherever_it_is_found():

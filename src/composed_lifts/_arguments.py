@@ -26,7 +26,7 @@ from ._errors import (
 SEED_MAX = 2**32 - 1
 
 
-def _describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
@@ -44,7 +44,7 @@ def check_integer(name: str, value: Any, *, minimum: int | None = None) -> int:
         )
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ArgumentTypeError(
-            name, "an integer (int or numpy integer)", _describe(value), f"pass e.g. {name}=4"
+            name, "an integer (int or numpy integer)", describe_value(value), f"pass e.g. {name}=4"
         )
     value = int(value)
     if minimum is not None and value < minimum:

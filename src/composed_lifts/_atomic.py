@@ -24,7 +24,7 @@ from typing import Any
 
 from ._errors import OutputFileError, ReadOnlyFileError
 
-__all__ = ["atomic_writer", "check_writable", "file_kind"]
+__all__ = ["atomic_writer", "check_writable", "file_kind", "fsync_folder"]
 
 _CAUGHT_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
@@ -160,15 +160,18 @@ def _removed_on_signal(tmp: list[str | None]):
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
+def atomic_writer(path: str | os.PathLike, mode: str = "wb", flag: str = "output file"):
     """Open a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
+
+    ``mode`` is ``"wb"``, ``"w"``, or ``"r+b"`` for a writer that seeks back; ``flag`` names
+    the file in errors (``--output``, ``checkpoint``).
 
     The new file keeps the old one's permission bits (and owner, where allowed); a new file
     gets ``0o666 & ~umask``. A read-only ``path`` is refused, a symbolic link is written
     through to its target, and the temporary file is removed on an exception or on SIGTERM,
     SIGINT or SIGHUP (one left by a killed writer is removed by the next write).
     """
-    target = check_writable(path)
+    target = check_writable(path, flag)
     folder = target.parent
     stem = target.name.encode()[: max(_name_max(folder) - 40, 1)].decode(errors="ignore")
     prefix = f".{stem}."
@@ -183,7 +186,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
             fd, name = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=folder)
         except OSError as err:
             raise OutputFileError(
-                f"output file {str(path)!r}",
+                f"{flag} {str(path)!r}",
                 f"cannot be written: cannot write a temporary file in folder "
                 f"{str(folder)!r}: {err.strerror}",
             ) from None
@@ -206,10 +209,11 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
             tmp[0] = None
         finally:
             _unlink(tmp[0])
-    _fsync_folder(folder)
+    fsync_folder(folder)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a rename inside ``folder`` durable (nothing where folders cannot be opened)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from ._arguments import check_integer
 from ._errors import MembersDifferError, StackLayoutError
 from ._keymap import path_str
-from ._validate import check_integer
 
 __all__ = ["ensemble_to_shared", "layer_axis_from", "layer_axis_to", "shared_to_ensemble"]
 
@@ -52,8 +52,8 @@ def _map_stacks(fn, tree, stacks: Sequence[str]):
     out = jax.tree_util.tree_map_with_path(visit, tree)
     if not found:
         raise StackLayoutError(
-            f"no leaf lies under stacks={tuple(stacks)!r}; name the stacks by their '/'-joined "
-            f"paths in the tree, e.g. stacks=('params/decoder',)"
+            f"no leaf lies under stacks={tuple(stacks)!r}",
+            "name the stacks by their '/'-joined paths in the tree, e.g. stacks=('params/decoder',)",
         )
     return out
 
@@ -63,7 +63,8 @@ def _move(tree, source: int, destination: int, stacks) -> object:
         if np.ndim(leaf) <= max(source, destination):
             raise StackLayoutError(
                 f"stacked leaf {name!r} has shape {np.shape(leaf)}, which has no axis "
-                f"{max(source, destination)}; is it part of the stack?"
+                f"{max(source, destination)}",
+                "leave leaves that are not part of the stack out of stacks=",
             )
         return (
             np.moveaxis(leaf, source, destination)
@@ -107,7 +108,8 @@ def ensemble_to_shared(tree, *, stacks: Sequence[str] = ("",)):
     def collapse(name, leaf):
         if np.ndim(leaf) < 1 or np.shape(leaf)[0] < 1:
             raise StackLayoutError(
-                f"ensemble leaf {name!r} has shape {np.shape(leaf)}, with no ensemble axis 0"
+                f"ensemble leaf {name!r} has shape {np.shape(leaf)}, with no ensemble axis 0",
+                "name only ensemble stacks in stacks=",
             )
         host = np.asarray(leaf)
         first = host[0]

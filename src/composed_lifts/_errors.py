@@ -19,10 +19,8 @@ __all__ = [
     "BlockOutputError",
     "CacheFolderError",
     "CarryChangedError",
-    "CheckpointArgumentError",
     "CheckpointFormatError",
     "CheckpointMismatchError",
-    "CheckpointWriteError",
     "ChecksumMismatchError",
     "ComposedLiftsError",
     "ConfusedSplitError",
@@ -114,18 +112,22 @@ class SeedRangeError(ComposedLiftsError, ValueError):
 
 
 class InputShapeError(ComposedLiftsError, ValueError):
-    """``x_batch`` is not a rectangular 2-D array ``(batch, features)`` (wrong rank, or ragged).
+    """An input array of the wrong rank, or ragged: ``x_batch`` is not a rectangular 2-D array
+    ``(batch, features)``, token ids are not ``(batch, length)``.
 
     Attributes: ``argument``, ``seen`` (the rank and shape, or why no array could be
-    made), ``fix``.
+    made), ``fix``, ``expected`` (the shape wanted).
     """
 
-    def __init__(self, argument: str, seen: str, fix: str = ""):
-        self.argument, self.seen, self.fix = argument, seen, fix
-        super().__init__(
-            f"{argument} must be a rectangular 2-D array (batch, features), got {seen}"
-            + (f"; {fix}" if fix else "")
-        )
+    def __init__(
+        self,
+        argument: str,
+        seen: str,
+        fix: str = "",
+        expected: str = "a rectangular 2-D array (batch, features)",
+    ):
+        self.argument, self.seen, self.fix, self.expected = argument, seen, fix, expected
+        super().__init__(f"{argument} must be {expected}, got {seen}" + (f"; {fix}" if fix else ""))
 
 
 class InputDtypeError(ComposedLiftsError, TypeError):
@@ -483,6 +485,7 @@ class SharedCollectionError(ComposedLiftsError, ValueError):
 
     def __init__(self, collections: list[str], axis_name: str, per_example_fix: bool = True):
         self.collections, self.axis_name = list(collections), axis_name
+        self.per_example_fix = per_example_fix
         names = ", ".join(repr(c) for c in collections)
         first = collections[0]
         other = (
@@ -662,7 +665,7 @@ class DeviceCountError(ComposedLiftsError, ValueError):
     """
 
     def __init__(self, wanted: int, available: int, backend: str):
-        self.wanted, self.available = wanted, available
+        self.wanted, self.available, self.backend = wanted, available, backend
         hint = (
             "; on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count="
             f"{wanted} in the environment before JAX starts (before `import jax`)"
@@ -683,6 +686,7 @@ class ShardingRuleError(ComposedLiftsError, ValueError):
 
     def __init__(self, path: str, shape: tuple, pattern: str, axes: tuple, lead: int):
         self.path, self.shape, self.pattern, self.axes = path, tuple(shape), pattern, tuple(axes)
+        self.lead = lead
         super().__init__(
             f"ShardingRules.param_axes entry {pattern!r} names {len(axes)} axes {axes} for "
             f"param {path} of shape {tuple(shape)}, whose per-layer part (after the {lead} "
@@ -771,17 +775,6 @@ class TensorMismatchError(ComposedLiftsError, ValueError):
         )
 
 
-class CheckpointArgumentError(ComposedLiftsError, TypeError):
-    """An argument of ``save`` / ``load`` of the wrong type (``stacks=[3]``, ``keymap="x"``).
-
-    Attributes: ``argument``, ``expected``, ``seen``.
-    """
-
-    def __init__(self, argument: str, expected: str, seen: str):
-        self.argument, self.expected, self.seen = argument, expected, seen
-        super().__init__(f"{argument} must be {expected}, got {seen}")
-
-
 class MissingKeyError(ComposedLiftsError, KeyError):
     """A state dict or file lacks a key that the key map needs for a param."""
 
@@ -812,21 +805,10 @@ class MembersDifferError(ComposedLiftsError, ValueError):
         )
 
 
-class CheckpointWriteError(ComposedLiftsError, OSError):
-    """A checkpoint cannot be written where asked (no such folder, a folder in the way,
-    no permission). Nothing on disk changed: write elsewhere or fix the path."""
-
-    def __init__(self, path: str, why: str):
-        self.path, self.why = path, why
-        super().__init__(f"cannot write checkpoint {path!r}: {why}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class CheckpointFormatError(ComposedLiftsError, ValueError):
+class CheckpointFormatError(InputFileError):
     """A checkpoint file that is missing, truncated, corrupted in its header, or of another
-    format. Nothing was loaded: check the path, or save the checkpoint again.
+    format: an :class:`InputFileError`, so one ``except`` catches every unreadable input.
+    Nothing was loaded: check the path, or save the checkpoint again.
 
     >>> from composed_lifts.checkpoint import load
     >>> load("README.md")
@@ -834,12 +816,8 @@ class CheckpointFormatError(ComposedLiftsError, ValueError):
     ...
     composed_lifts._errors.CheckpointFormatError: checkpoint 'README.md' is not a safetensors file...
 
-    Attributes: ``problem``.
+    Attributes: ``where`` (``checkpoint 'm.safetensors'``), ``problem``, ``fix``.
     """
-
-    def __init__(self, problem: str):
-        self.problem = problem
-        super().__init__(problem)
 
 
 class ChecksumMismatchError(ComposedLiftsError, ValueError):
@@ -882,10 +860,12 @@ class UnsupportedConfigError(ComposedLiftsError, ValueError):
     Traceback (most recent call last):
     ...
     composed_lifts._errors.UnsupportedConfigError: config.json: attention_bias = True is not supported...
+
+    Attributes: ``field``, ``seen``, ``supported``.
     """
 
-    def __init__(self, field: str, seen, supported: str):
-        self.field = field
+    def __init__(self, field: str, seen: object, supported: str):
+        self.field, self.seen, self.supported = field, seen, supported
         super().__init__(
             f"config.json: {field} = {seen!r} is not supported (supported: {supported}); "
             f"composed_lifts.models refuses the model rather than load it half right: run it "

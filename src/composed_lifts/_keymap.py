@@ -57,7 +57,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._errors import KeyMapError, MissingKeyError, StackLayoutError, TensorMismatchError
+from ._arguments import describe_value
+from ._errors import (
+    ArgumentTypeError,
+    KeyMapError,
+    MissingKeyError,
+    StackLayoutError,
+    TensorMismatchError,
+)
 
 __all__ = [
     "Cast",
@@ -124,8 +131,8 @@ class Reshape:
         out = tuple(size // known if d == -1 and known else d for d in self.to)
         if int(np.prod(out, dtype=np.int64)) != size:
             raise KeyMapError(
-                f"Reshape({self.to}) cannot hold a layer of shape {tuple(shape)} ({size} values); "
-                f"fix the key map's Reshape"
+                f"Reshape({self.to}) cannot hold a layer of shape {tuple(shape)} ({size} values)",
+                "fix the key map's Reshape",
             )
         return out
 
@@ -188,7 +195,8 @@ def _fill(template: str, captures: Mapping[str, str]) -> str:
     except KeyError as err:
         raise KeyMapError(
             f"key template {template!r} uses {{{err.args[0]}}}, which its path pattern does not "
-            f"capture; name it in the path (e.g. '{{*{err.args[0]}}}/kernel') or write it out"
+            f"capture",
+            f"name it in the path (e.g. '{{*{err.args[0]}}}/kernel') or write it out",
         ) from None
 
 
@@ -305,8 +313,8 @@ class _Entry:
             ]:
                 raise KeyMapError(
                     f"fused key {self.key!r}: part {part.path!r} becomes {shape} but part "
-                    f"{self.parts[0].path!r} becomes {shapes[0]}; they must agree on every axis "
-                    f"but the join axis {self.axis}"
+                    f"{self.parts[0].path!r} becomes {shapes[0]}",
+                    f"fuse parts that agree on every axis but the join axis {self.axis}",
                 )
         joined = list(shapes[0])
         joined[self.axis] = sum(s[self.axis] for s in shapes)
@@ -319,7 +327,7 @@ def _leaves(tree) -> list[tuple[str, Any]]:
 
 def _plan(tree, keymap: KeyMap) -> list[_Entry]:
     if not isinstance(keymap, KeyMap):
-        raise KeyMapError(f"keymap must be a KeyMap, got {type(keymap).__name__}")
+        raise ArgumentTypeError("keymap", "a KeyMap", describe_value(keymap))
     patterns = [
         [_pattern(r.path)] if isinstance(r, Rule) else [_pattern(p.path) for p in r.parts]
         for r in keymap.rules
@@ -344,8 +352,8 @@ def _plan(tree, keymap: KeyMap) -> list[_Entry]:
                 if isinstance(rule, Fused) and entries[key].axis is not None:
                     break  # a sibling of a fused group already planned
                 raise KeyMapError(
-                    f"leaves {entries[key].parts[0].path!r} and {path!r} both map to key {key!r}; "
-                    f"give one of them its own rule"
+                    f"leaves {entries[key].parts[0].path!r} and {path!r} both map to key {key!r}",
+                    "give one of them its own rule",
                 )
             rules = rule.parts if isinstance(rule, Fused) else (rule,)
             parts = []
@@ -354,7 +362,8 @@ def _plan(tree, keymap: KeyMap) -> list[_Entry]:
                 if part_path not in leaves:
                     raise KeyMapError(
                         f"leaf {path!r} is part of fused key {key!r}, whose part {part_path!r} "
-                        f"is not in the tree"
+                        f"is not in the tree",
+                        "fuse only leaves the tree has",
                     )
                 parts.append(_part(part_path, leaves[part_path], part.ops, stacked, keymap, key))
             entry = _Entry(key, tuple(parts), rule.axis if isinstance(rule, Fused) else None)
@@ -363,8 +372,9 @@ def _plan(tree, keymap: KeyMap) -> list[_Entry]:
             break
         else:
             raise KeyMapError(
-                f"no rule of the key map matches leaf {path!r}; add a rule for it (a last "
-                f"Rule('{{*path}}', '{{path}}') maps every other leaf to its own path)"
+                f"no rule of the key map matches leaf {path!r}",
+                "add a rule for it (a last Rule('{*path}', '{path}') maps every other leaf to its "
+                "own path)",
             )
     return list(entries.values())
 
@@ -376,8 +386,8 @@ def _part(path, leaf, ops, stacked, keymap, key) -> _Part:
     axis = keymap.layer_axis
     if len(shape) <= axis:
         raise StackLayoutError(
-            f"leaf {path!r} has shape {shape}, which has no layer axis {axis} for key {key!r}; "
-            f"map it with a rule without {{i}} or set KeyMap(layer_axis=...)"
+            f"leaf {path!r} has shape {shape}, which has no layer axis {axis} for key {key!r}",
+            "map it with a rule without {i} or set KeyMap(layer_axis=...)",
         )
     return _Part(path, shape[:axis] + shape[axis + 1 :], dtype, tuple(ops), True, shape[axis])
 
@@ -459,8 +469,8 @@ def read_state(
         extra = sorted(k for k in set(keys) - wanted if not keymap.ignores(k))
         if extra:
             raise KeyMapError(
-                f"the source holds {len(extra)} key(s) no rule reads, first {extra[0]!r}; add a "
-                f"rule for them or KeyMap(ignore=({extra[0]!r},))"
+                f"the source holds {len(extra)} key(s) no rule reads, first {extra[0]!r}",
+                f"add a rule for them or KeyMap(ignore=({extra[0]!r},))",
             )
     if spec is not None:
         for entry in entries:

@@ -119,8 +119,10 @@ def load_from(
     if keymap is not None or layout is None:
         if keymap is None:
             raise CheckpointFormatError(
-                "the checkpoint records no layout (a plain safetensors file?); pass keymap= "
-                "(a KeyMap from the file's keys to the target's paths, e.g. torch_linear_keymap())"
+                "the checkpoint",
+                "records no layout (a plain safetensors file?)",
+                "pass keymap= (a KeyMap from the file's keys to the target's paths, e.g. "
+                "torch_linear_keymap())",
             )
         view = {key: (key, None, 0) for key in disk}
     else:

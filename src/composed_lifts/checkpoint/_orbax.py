@@ -18,9 +18,9 @@ import jax
 import numpy as np
 
 from .. import __version__
-from .._errors import CheckpointFormatError, CheckpointWriteError, KeyMapError
+from .._atomic import fsync_folder
+from .._errors import CheckpointFormatError, KeyMapError, OutputFileError
 from .._keymap import path_str
-from ._atomic import TEMP_PREFIX, fsync_folder
 from ._record import LAYOUT_KEY, Form, KeyMapName, Layout
 
 __all__ = ["load_orbax", "orbax_layout", "save_orbax"]
@@ -72,13 +72,19 @@ def _in_form(params, stacks, records):
 def save_orbax(path: str, params, stacks, records, keymap: KeyMapName) -> None:
     params = _in_form(params, stacks, records)
     if keymap is not KeyMapName.NATIVE:
-        raise KeyMapError("Orbax checkpoints keep our tree paths: save with the native key map")
+        raise KeyMapError(
+            "Orbax checkpoints keep our tree paths", "save with the native key map (the default)"
+        )
     target = os.path.abspath(path)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise CheckpointWriteError(target, f"folder {folder!r} does not exist")
+        raise OutputFileError(
+            f"checkpoint {target!r}",
+            f"is in folder {folder!r}, which does not exist",
+            "create it first",
+        )
     layout = Layout(records, keymap, f"composed-lifts {__version__}")
-    work = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=folder)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.{os.getpid()}.", dir=folder)
     fresh = os.path.join(work, "new")
     try:
         ckptr = _checkpointer()
@@ -107,7 +113,7 @@ def _metadata(path: str):
         why = str(err).splitlines()[0] if str(err) else type(err).__name__
     if why is not None:
         raise CheckpointFormatError(
-            f"checkpoint {path!r} is not an Orbax checkpoint, or is damaged: {why}"
+            f"checkpoint {path!r}", f"is not an Orbax checkpoint, or is damaged: {why}"
         )
     return meta
 
@@ -145,7 +151,7 @@ def load_orbax(path: str, like, *, keymap=None, layer_axis=None):
         restored = ckptr.restore(path, abstract)
     except Exception as err:
         raise CheckpointFormatError(
-            f"checkpoint {path!r} could not be restored: {str(err).splitlines()[0]}"
+            f"checkpoint {path!r}", f"could not be restored: {str(err).splitlines()[0]}"
         ) from None
     finally:
         ckptr.close()

@@ -97,8 +97,10 @@ class Layout:
             return cls(stacks, KeyMapName(data["keymap"]), str(data["library"]))
         except (ValueError, KeyError, TypeError) as err:
             raise CheckpointFormatError(
-                f"checkpoint {where!r} has an unreadable layout record ({err!r}); it was "
-                f"damaged or written by another tool: load it with an explicit keymap="
+                f"checkpoint {where!r}",
+                f"has an unreadable layout record ({err!r}): it was damaged or written by "
+                f"another tool",
+                "load it with an explicit keymap=",
             ) from None
 
 
@@ -107,8 +109,8 @@ def subtree(tree, path: str):
     for part in [p for p in path.split("/") if p]:
         if not isinstance(node, Mapping) or part not in node:
             raise StackLayoutError(
-                f"stack path {path!r} is not in the tree (no {part!r}); name stacks by their "
-                f"'/'-joined dict keys, e.g. Stack('params/decoder')"
+                f"stack path {path!r} is not in the tree (no {part!r})",
+                "name stacks by their '/'-joined dict keys, e.g. Stack('params/decoder')",
             )
         node = node[part]
     return node
@@ -132,7 +134,9 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
         node = subtree(tree, stack.path)
         leaves = jax.tree_util.tree_flatten_with_path(node)[0]
         if not leaves:
-            raise StackLayoutError(f"stack {stack.path!r} holds no arrays")
+            raise StackLayoutError(
+                f"stack {stack.path!r} holds no arrays", "name a subtree that holds the layers"
+            )
         dtypes = tuple(sorted({np.dtype(leaf.dtype).name for _, leaf in leaves}))
         unrolled = unrolled_layers(node)
         first = node["layers_0"] if unrolled is not None else node
@@ -147,8 +151,9 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
             if len(shape) <= rank_needed:
                 raise StackLayoutError(
                     f"stacked leaf {name!r} has shape {shape}, with no layer axis "
-                    f"{stack.layer_axis}; pass Stack({stack.path!r}, layer_axis=...) with the axis "
-                    f"that holds the layers"
+                    f"{stack.layer_axis}",
+                    f"pass Stack({stack.path!r}, layer_axis=...) with the axis that holds the "
+                    f"layers",
                 )
             if unrolled is None:
                 counts.setdefault(shape[stack.layer_axis], name)
@@ -158,7 +163,8 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
             if len(found) > 1:
                 seen = ", ".join(f"{name!r} has {n}" for n, name in found.items())
                 raise StackLayoutError(
-                    f"leaves of stack {stack.path!r} disagree on the number of {what}: {seen}"
+                    f"leaves of stack {stack.path!r} disagree on the number of {what}: {seen}",
+                    "give every leaf of a stack the same number",
                 )
         num = unrolled if unrolled is not None else next(iter(counts))
         found_form = Form.UNROLLED if unrolled is not None else Form.STACKED

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import xxhash
 
-from .._errors import CheckpointFormatError, ChecksumMismatchError
-from ._atomic import atomic_file
+from .._atomic import atomic_writer
+from .._errors import ArgumentTypeError, CheckpointFormatError, ChecksumMismatchError
 from ._record import CHECKSUMS_KEY
 
 __all__ = ["DiskTensor", "SafetensorsFile", "write_safetensors"]
@@ -84,9 +84,11 @@ def _header(tensors: list[DiskTensor], metadata: dict, checksums: dict) -> bytes
     offset = 0
     for t in tensors:
         if t.dtype.name not in _CODES:
-            raise CheckpointFormatError(
-                f"tensor {t.key!r} has dtype {t.dtype}, which safetensors cannot store; cast it "
-                f"to one of {sorted(_CODES)}"
+            raise ArgumentTypeError(
+                f"tensor {t.key!r}",
+                f"of a dtype safetensors stores ({', '.join(sorted(_CODES))})",
+                f"dtype {t.dtype}",
+                "cast it first",
             )
         header[t.key] = {
             "dtype": _CODES[t.dtype.name],
@@ -140,7 +142,7 @@ def write_safetensors(
         for t in tensors
     }
     head = _header(tensors, metadata, placeholder)
-    with atomic_file(path) as f:
+    with atomic_writer(path, "r+b", flag="checkpoint") as f:
         f.write(struct.pack("<Q", len(head)))
         f.write(head)
         checksums = {}
@@ -175,7 +177,7 @@ class SafetensorsFile:
         self.path = str(path)
         if not os.path.isfile(self.path):
             raise CheckpointFormatError(
-                f"checkpoint {self.path!r} does not exist (or is not a file)"
+                f"checkpoint {self.path!r}", "does not exist (or is not a file)"
             )
         from safetensors import safe_open
 
@@ -184,8 +186,9 @@ class SafetensorsFile:
                 self.metadata = dict(f.metadata() or {})
         except Exception as err:  # the library raises SafetensorError, OSError, ...
             raise CheckpointFormatError(
-                f"checkpoint {self.path!r} is not a safetensors file, or is truncated or "
-                f"corrupted: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                f"checkpoint {self.path!r}",
+                f"is not a safetensors file, or is truncated or corrupted: "
+                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}",
             ) from None
         with open(self.path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
@@ -200,7 +203,7 @@ class SafetensorsFile:
             self.checksums = json.loads(self.metadata.get(CHECKSUMS_KEY, "{}"))
         except ValueError:
             raise CheckpointFormatError(
-                f"checkpoint {self.path!r} has a damaged checksum record in its metadata"
+                f"checkpoint {self.path!r}", "has a damaged checksum record in its metadata"
             ) from None
         self._fd = os.open(self.path, os.O_RDONLY)
 
@@ -223,7 +226,7 @@ class SafetensorsFile:
         while len(buf):
             got = os.preadv(self._fd, [buf], offset)
             if got <= 0:
-                raise CheckpointFormatError(f"checkpoint {self.path!r} is truncated")
+                raise CheckpointFormatError(f"checkpoint {self.path!r}", "is truncated")
             buf, offset = buf[got:], offset + got
 
     def read_into(
@@ -263,7 +266,7 @@ class SafetensorsFile:
         axis = int(record["axis"]) if isinstance(record, dict) else None
         if axis is None or axis == 0:
             raise CheckpointFormatError(
-                f"checkpoint {self.path!r}: tensor {key!r} has no per-layer checksums at an axis > 0"
+                f"checkpoint {self.path!r}", f"has no per-layer checksums of tensor {key!r}"
             )
         view = np.moveaxis(dest, dest_axis, axis)  # the disk tensor's shape, into dest
         hashers = [xxhash.xxh3_64() for _ in range(shape[axis])]
@@ -298,19 +301,22 @@ class SafetensorsFile:
         if want is None:
             if self.checksums:
                 raise CheckpointFormatError(
-                    f"checkpoint {self.path!r} records checksums but none for tensor {key!r}; "
-                    f"its metadata was damaged"
+                    f"checkpoint {self.path!r}",
+                    f"records checksums but none for tensor {key!r}: its metadata was damaged",
                 )
             return  # a plain file from elsewhere: nothing recorded to check
         if layer is not None:
             want = want.get("layers") if isinstance(want, dict) else None
             if not isinstance(want, list) or layer >= len(want):
                 raise CheckpointFormatError(
-                    f"checkpoint {self.path!r}: tensor {key!r} has no checksum for layer {layer}"
+                    f"checkpoint {self.path!r}",
+                    f"has no checksum of tensor {key!r}'s layer {layer}",
                 )
             want = want[layer]
         elif not isinstance(want, str):
-            raise CheckpointFormatError(f"checkpoint {self.path!r}: tensor {key!r} is per layer")
+            raise CheckpointFormatError(
+                f"checkpoint {self.path!r}", f"records per-layer checksums of tensor {key!r}"
+            )
         got = _hex(data)
         if got != want:
             raise ChecksumMismatchError(

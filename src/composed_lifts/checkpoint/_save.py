@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import __version__
-from .._errors import CheckpointArgumentError, KeyMapError, StackLayoutError
+from .._arguments import describe_value
+from .._errors import ArgumentTypeError, KeyMapError, StackLayoutError
 from .._keymap import _leaves, _plan, _to_file
 from ._record import (
     LAYOUT_KEY,
@@ -42,8 +43,8 @@ def normalize_stacks(stacks) -> tuple[Stack, ...]:
         if isinstance(s, str):
             s = Stack(s)
         if not isinstance(s, Stack):
-            raise CheckpointArgumentError(
-                "stacks", "a sequence of Stack(...) or '/'-joined paths", type(s).__name__
+            raise ArgumentTypeError(
+                "stacks", "a sequence of Stack(...) or '/'-joined paths", describe_value(s)
             )
         out.append(s)
     return tuple(out)
@@ -75,7 +76,10 @@ def _stacked_tensors(tree, stacks: Sequence[Stack], records, disk_axis: int) -> 
                 taken.add(full)
             disk_shape = shape[:disk_axis] + (record.num_layers,) + shape[disk_axis:]
             if len(disk_shape) <= disk_axis:
-                raise StackLayoutError(f"leaf {full!r} has no axis {disk_axis} for the layers")
+                raise StackLayoutError(
+                    f"leaf {full!r} has no axis {disk_axis} for the layers",
+                    "pass a layer_axis the leaves have",
+                )
             tensors.append(
                 DiskTensor(
                     full.replace("/", "."),
@@ -123,8 +127,8 @@ def _one_axis(records) -> int:
     axes = {r.layer_axis for r in records}
     if len(axes) > 1:
         raise StackLayoutError(
-            f"stacks have layer axes {sorted(axes)}; save them to separate files, or move "
-            f"them to one axis first (layer_axis_from)"
+            f"stacks have layer axes {sorted(axes)}",
+            "save them to separate files, or move them to one axis first (layer_axis_from)",
         )
     return axes.pop()
 
@@ -179,15 +183,15 @@ def save(
         if stacks == ("",):
             stacks = ("params",)
     if not isinstance(keymap, KeyMapName):
-        raise CheckpointArgumentError(
-            "keymap", "a KeyMapName (e.g. KeyMapName.TORCH)", repr(keymap)
+        raise ArgumentTypeError(
+            "keymap", "a KeyMapName", describe_value(keymap), "e.g. KeyMapName.TORCH"
         )
     stacks = normalize_stacks(stacks)
     records = record_stacks(params, stacks, form)
     chosen = records[0].form if records else Form.STACKED
     if keymap is KeyMapName.TORCH and chosen is Form.STACKED:
         raise KeyMapError(
-            "keymap=KeyMapName.TORCH names one tensor per layer; save with form=Form.UNROLLED"
+            "keymap=KeyMapName.TORCH names one tensor per layer", "save with form=Form.UNROLLED"
         )
     if chosen is Form.STACKED and layer_axis is not None:
         records = tuple(r.__class__(**{**r.__dict__, "layer_axis": layer_axis}) for r in records)

@@ -8,7 +8,8 @@ import sys
 
 import numpy as np
 
-from .._errors import CheckpointFormatError, CheckpointMismatchError
+from .._atomic import check_writable
+from .._errors import ArgumentRangeError, CheckpointFormatError, OutputFileError
 
 _BAR_BYTES = 64 * 2**20  # show a progress bar for files at least this large
 
@@ -65,26 +66,41 @@ def _progress(total: int):
     return bar, lambda n: bar.advance(task, n)
 
 
+def _check_output(source: str, path: str) -> None:
+    """Refuse, before any work, an OUT that is IN or that cannot be written."""
+    if os.path.realpath(source) == os.path.realpath(path):
+        raise OutputFileError(
+            f"OUT {path!r}", "is the checkpoint IN being read", "write elsewhere, then rename"
+        )
+    if path.endswith(".safetensors"):
+        check_writable(path, "OUT")
+        return
+    folder = os.path.dirname(os.path.abspath(path))  # an Orbax folder, replaced whole
+    if not os.path.isdir(folder):
+        raise OutputFileError(
+            f"OUT {path!r}", f"is in folder {folder!r}, which does not exist", "create it first"
+        )
+
+
 def convert(args: argparse.Namespace) -> int:
     from ..checkpoint import Form, KeyMapName, Stack, load, read_layout, save
 
     if args.layer_axis is not None and args.layer_axis < 0:
-        raise CheckpointMismatchError("--layer-axis", str(args.layer_axis), "an axis >= 0")
+        raise ArgumentRangeError("--layer-axis", ">= 0", args.layer_axis)
+    _check_output(args.input, args.output)
     layout = read_layout(args.input)
     if layout is None:
         raise CheckpointFormatError(
-            f"checkpoint {args.input!r} records no layout (not written by composed-lifts); load "
-            f"it in Python with load(path, like=params, keymap=...)"
+            f"IN {args.input!r}",
+            "records no layout (it was not written by composed-lifts)",
+            "load it in Python with load(path, like=params, keymap=...)",
         )
     if layout.keymap is not KeyMapName.NATIVE:
         raise CheckpointFormatError(
-            f"checkpoint {args.input!r} has PyTorch key names; their tree paths are ambiguous "
-            f"(weight is a kernel, a scale or an embedding): load it in Python with "
-            f"load(path, like=params)"
-        )
-    if os.path.abspath(args.input) == os.path.abspath(args.output):
-        raise CheckpointMismatchError(
-            "OUT", repr(args.output), "a path other than IN", "write elsewhere, then rename"
+            f"IN {args.input!r}",
+            "has PyTorch key names, whose tree paths are ambiguous (weight is a kernel, a "
+            "scale or an embedding)",
+            "load it in Python with load(path, like=params)",
         )
     tree = load(args.input)  # as saved: stacked tensors, or layers_{i} subtrees
     stacks = [Stack(r.path, r.layer_axis, r.ensemble_size is not None) for r in layout.stacks]

@@ -47,15 +47,17 @@ def register(commands) -> None:
 
 def run(args) -> int:
     from .. import models
+    from .._arguments import check_integer
     from .._errors import InputShapeError
-    from .._validate import check_integer
 
     check_integer("--max-new-tokens", args.max_new_tokens, minimum=1)
     lengths = sorted({len(ids) for ids in args.prompt_ids})
     if len(lengths) > 1:
         raise InputShapeError(
-            f"every --prompt-ids must have the same length for one batch, got lengths "
-            f"{lengths}; run the prompts separately"
+            "--prompt-ids",
+            f"lengths {lengths}",
+            "run the prompts separately",
+            expected="of one length for one batch (every --prompt-ids as long as the first)",
         )
     model, params = models.from_hf(args.folder, scan_layers=not args.unrolled)
     eos = None if args.ignore_eos else model.config.eos_token_id

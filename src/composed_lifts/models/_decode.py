@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._arguments import check_integer
 from .._errors import ArgumentRangeError, ArgumentTypeError, InputShapeError
-from .._validate import check_integer
 
 __all__ = ["generate", "init_cache"]
 
@@ -77,23 +77,33 @@ def generate(
     prompt = np.asarray(prompt_ids)
     if prompt.ndim != 2 or prompt.shape[1] == 0:
         raise InputShapeError(
-            f"prompt_ids must be a (batch, length) array of token ids with length >= 1, got "
-            f"shape {prompt.shape}; for one prompt use [[id, id, ...]]"
+            "prompt_ids",
+            f"shape {prompt.shape}",
+            "for one prompt use [[id, id, ...]]",
+            expected="a 2-D array (batch, length) of token ids with length >= 1",
         )
     if not np.issubdtype(prompt.dtype, np.integer):
-        raise ArgumentTypeError(f"prompt_ids must hold integer token ids, got dtype {prompt.dtype}")
+        raise ArgumentTypeError(
+            "prompt_ids",
+            "integer token ids",
+            f"dtype {prompt.dtype}",
+            "cast them first, e.g. np.asarray(prompt_ids, np.int32)",
+        )
     config = model.config
     if prompt.min() < 0 or prompt.max() >= config.vocab_size:
         raise ArgumentRangeError(
-            f"prompt_ids must lie in [0, vocab_size={config.vocab_size}), got ids from "
-            f"{prompt.min()} to {prompt.max()}"
+            "prompt_ids",
+            f"token ids in [0, vocab_size={config.vocab_size})",
+            f"ids from {prompt.min()} to {prompt.max()}",
         )
     total = prompt.shape[1] + max_new_tokens
     if total > config.max_positions:
         raise ArgumentRangeError(
-            f"prompt length {prompt.shape[1]} + max_new_tokens {max_new_tokens} = {total} "
-            f"exceeds the model's {config.max_positions} positions; shorten the prompt or "
-            f"generate fewer tokens"
+            "max_new_tokens",
+            f"<= {config.max_positions - prompt.shape[1]} (the model's {config.max_positions} "
+            f"positions less the prompt's length {prompt.shape[1]})",
+            max_new_tokens,
+            "shorten the prompt or generate fewer tokens",
         )
     eos = [] if eos_token_id is None else np.atleast_1d(eos_token_id).tolist()
     pad = (eos or [-1])[0] if pad_token_id is None else pad_token_id

@@ -29,7 +29,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from .._errors import ArgumentTypeError, InputFileError, LayoutMismatchError
+from .._errors import ArgumentTypeError, InputFileError, LayoutMismatchError, OutputFileError
 from .._files import atomic_writer
 from .._keymap import KeyMap, Rule, Transpose, iter_state_dict, path_str, read_state
 from ._config import GPT2Config, LlamaConfig, config_from_hf, config_to_hf
@@ -85,8 +85,10 @@ def model_for_config(config: GPT2Config | LlamaConfig, *, scan_layers=True, deco
     """The Linen model for ``config``: :class:`GPT2` or :class:`Llama`."""
     if not isinstance(config, (GPT2Config, LlamaConfig)):
         raise ArgumentTypeError(
-            f"config must be a models.GPT2Config or models.LlamaConfig (e.g. model.config, or "
-            f"config_from_hf(json.load(open('config.json')))), got {type(config).__name__}"
+            "config",
+            "a models.GPT2Config or models.LlamaConfig",
+            type(config).__name__,
+            "pass e.g. model.config, or config_from_hf(json.load(open('config.json')))",
         )
     cls = GPT2 if isinstance(config, GPT2Config) else Llama
     return cls(config, scan_layers=scan_layers, decode=decode)
@@ -106,13 +108,17 @@ def _abstract_params(model, dtype) -> dict:
 def _read_config(folder: Path):
     path = folder / "config.json"
     if not path.is_file():
-        raise InputFileError(f"{str(folder)!r} has no config.json: is it a save_pretrained folder?")
+        raise InputFileError(
+            f"folder {str(folder)!r}", "has no config.json", "give a save_pretrained folder"
+        )
     try:
         hf = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputFileError(f"{str(path)!r} is not valid JSON: {err}") from None
+        raise InputFileError(f"{str(path)!r}", f"is not valid JSON: {err}") from None
     if not isinstance(hf, dict):
-        raise InputFileError(f"{str(path)!r} must hold a JSON object, got a {type(hf).__name__}")
+        raise InputFileError(
+            f"{str(path)!r}", f"must hold a JSON object, but holds a {type(hf).__name__}"
+        )
     return config_from_hf(hf)
 
 
@@ -125,13 +131,16 @@ def _open_tensors(folder: Path, stack: contextlib.ExitStack) -> dict:
                 set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
             )
         except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as err:
-            raise InputFileError(f"{str(index)!r} is not a safetensors index: {err!r}") from None
+            raise InputFileError(
+                f"{str(index)!r}", f"is not a safetensors index: {err!r}"
+            ) from None
     elif (folder / "model.safetensors").is_file():
         files = ["model.safetensors"]
     else:
         raise InputFileError(
-            f"{str(folder)!r} has neither model.safetensors nor model.safetensors.index.json; "
-            f"save the model with save_pretrained (safetensors is its default)"
+            f"folder {str(folder)!r}",
+            "has neither model.safetensors nor model.safetensors.index.json",
+            "save the model with save_pretrained (safetensors is its default)",
         )
     handles = {}
     for file in files:
@@ -139,7 +148,9 @@ def _open_tensors(folder: Path, stack: contextlib.ExitStack) -> dict:
         try:
             handle = stack.enter_context(safetensors.safe_open(str(path), framework="np"))
         except (OSError, safetensors.SafetensorError) as err:
-            raise InputFileError(f"{str(path)!r} cannot be read as safetensors: {err}") from None
+            raise InputFileError(
+                f"{str(path)!r}", f"cannot be read as safetensors: {err}"
+            ) from None
         handles.update(dict.fromkeys(handle.keys(), handle))
     return handles
 
@@ -177,15 +188,18 @@ def _check_params(params, like) -> None:
     if set(got) != set(want):
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
         raise LayoutMismatchError(
-            f"the params given to to_hf differ from the config's model: missing {missing}, "
-            f"unexpected {extra}; pass the params of model_for_config(config) (scanned or "
-            f"unrolled)"
+            "the params given to to_hf",
+            f"lack {missing} and hold unexpected {extra}",
+            "the config's model has exactly those leaves",
+            "pass the params of model_for_config(config) (scanned or unrolled)",
         )
     for path, shape in got.items():
         if shape != want[path]:
             raise LayoutMismatchError(
-                f"the params given to to_hf hold {path!r} of shape {shape}, but the config's "
-                f"model has {want[path]}; is the config the params' own?"
+                f"leaf {path!r} of the params given to to_hf",
+                f"has shape {shape}",
+                f"the config's model has {want[path]}",
+                "pass the config the params were made with",
             )
 
 
@@ -200,9 +214,11 @@ def to_hf(
     """
     folder = Path(folder)
     if (folder / "model.safetensors.index.json").exists():
-        raise InputFileError(
-            f"{str(folder)!r} holds a sharded checkpoint (model.safetensors.index.json) that a "
-            f"single model.safetensors would not replace; write to an empty folder"
+        raise OutputFileError(
+            f"folder {str(folder)!r}",
+            "holds a sharded checkpoint (model.safetensors.index.json) that a single "
+            "model.safetensors would not replace",
+            "write to an empty folder",
         )
     scanned = isinstance(params, dict) and "layers" in params
     model = model_for_config(config, scan_layers=scanned)

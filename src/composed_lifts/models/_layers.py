@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .._lifts import stack_lifts
 from .._options import StackOptions
 from .._stack_linen import linen_stack
 
@@ -29,15 +30,9 @@ def _scanned(block: type[nn.Module], num_layers: int) -> type[nn.Module]:
 
 @functools.cache
 def _batched(block: type[nn.Module]) -> type[nn.Module]:
-    options = StackOptions(num_layers=1)  # only its batch lift is used
-    return nn.vmap(
-        block,
-        in_axes=0,
-        out_axes=0,
-        variable_axes=options.vmap_variable_axes(),
-        split_rngs=options.vmap_split_rngs(),
-        axis_name=options.batch_axis_name,
-    )
+    vmap = stack_lifts(StackOptions(num_layers=1)).vmap  # only its batch lift is used
+    assert vmap is not None  # StackOptions' default batch mode has a vmap
+    return nn.vmap(block, **vmap)
 
 
 def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, **fields):

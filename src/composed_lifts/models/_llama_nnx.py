@@ -95,15 +95,16 @@ class NNXLlama(nnx.Module):
 def nnx_llama(config: LlamaConfig, params: dict) -> NNXLlama:
     """An :class:`NNXLlama` holding the scanned Linen ``params`` of :class:`Llama` (exact copies)."""
     if not isinstance(config, LlamaConfig):
-        raise ArgumentTypeError(f"config must be a LlamaConfig, got {type(config).__name__}")
+        raise ArgumentTypeError("config", "a models.LlamaConfig", type(config).__name__)
     want = {"embed_tokens", "layers", "norm"} | set(
         () if config.tie_word_embeddings else ("lm_head",)
     )
     if set(params) != want:
         raise LayoutMismatchError(
-            f"params must be the scanned Linen Llama's of this config (from_hf(folder)), with "
-            f"top-level {sorted(want)}, got {sorted(params)}; unrolled params (layers_0, ...) "
-            f"can be stacked with composed_lifts.stack_params"
+            "params",
+            f"has top-level keys {sorted(params)}",
+            f"the scanned Linen Llama of this config (from_hf(folder)) has {sorted(want)}",
+            "stack unrolled params (layers_0, ...) with composed_lifts.stack_params",
         )
     model = NNXLlama(config, rngs=nnx.Rngs(0))
     model.layers = linen_to_nnx({"params": params["layers"]}, model.layers)
