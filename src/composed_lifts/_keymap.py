@@ -51,7 +51,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -474,9 +474,10 @@ def read_state(
             )
     if spec is not None:
         for entry in entries:
-            want = entry.file_spec()
+            want_shape, want_dtype = entry.file_spec()
             for key in entry.keys():
-                _check_spec(key, *spec(key), *want, entry)
+                got_shape, got_dtype = spec(key)
+                _check_spec(key, got_shape, got_dtype, want_shape, want_dtype, entry)
     else:
         read_into = None
     out = {
@@ -496,11 +497,11 @@ def read_state(
             dest = out[part.path]
             if part.stacked:
                 dest = dest[(slice(None),) * keymap.layer_axis + (i,)]
-            if direct and dest.flags.c_contiguous and dest.dtype == dtype:
+            if direct and read_into is not None and dest.flags.c_contiguous and dest.dtype == dtype:
                 read_into(key, dest)
                 continue
             x = _checked(read, key, shape, dtype, entry)
-            pieces = [x] if entry.axis is None else _split(x, entry)
+            pieces = [x] if entry.axis is None else _split(x, entry.parts, entry.axis)
             for part, piece in zip(entry.parts, pieces):
                 shapes = part.file_shapes()
                 for op, before in zip(reversed(part.ops), reversed(shapes[:-1])):
@@ -552,6 +553,6 @@ def _check_spec(key, got_shape, got_dtype, shape, dtype, entry) -> None:
         )
 
 
-def _split(x: np.ndarray, entry: _Entry) -> list[np.ndarray]:
-    sizes = [p.file_shapes()[-1][entry.axis] for p in entry.parts]
-    return np.split(x, np.cumsum(sizes)[:-1], axis=entry.axis)
+def _split(x: np.ndarray, parts: Sequence[_Part], axis: int) -> list[np.ndarray]:
+    sizes = [p.file_shapes()[-1][axis] for p in parts]
+    return np.split(x, np.cumsum(sizes)[:-1], axis=axis)

@@ -124,7 +124,7 @@ def load_from(
                 "pass keymap= (a KeyMap from the file's keys to the target's paths, e.g. "
                 "torch_linear_keymap())",
             )
-        view = {key: (key, None, 0) for key in disk}
+        view: dict[str, tuple[str, int | None, int]] = {key: (key, None, 0) for key in disk}
     else:
         view = per_layer_view(disk, layout)
         if layer_axis is None:

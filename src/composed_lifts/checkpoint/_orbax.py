@@ -27,7 +27,7 @@ __all__ = ["load_orbax", "orbax_layout", "save_orbax"]
 
 
 def _checkpointer():
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # type: ignore[import-untyped]  # orbax ships no py.typed
 
     return ocp.StandardCheckpointer()
 

@@ -59,7 +59,7 @@ def _hex(data) -> str:
 
 
 def _bytes(x: np.ndarray) -> memoryview:
-    return memoryview(np.ascontiguousarray(x).reshape(-1).view(np.uint8))
+    return np.ascontiguousarray(x).reshape(-1).view(np.uint8).data
 
 
 @dataclasses.dataclass
@@ -247,14 +247,14 @@ class SafetensorsFile:
                         index = (slice(None),) * rec_axis + (i,)
                         dest[index] = self.read(key, i, rec_axis)
                 return
-            self._pread(memoryview(flat), self._start + begin)
+            self._pread(flat.data, self._start + begin)
             self._verify(key, None, flat)
             return
         lead = int(np.prod(shape[:axis], dtype=np.int64))
         run = int(np.prod(shape[axis + 1 :], dtype=np.int64)) * dtype.itemsize
         runs = flat.reshape(lead, run) if lead else flat
         for j in range(lead):
-            self._pread(memoryview(runs[j]), self._start + begin + (j * shape[axis] + layer) * run)
+            self._pread(runs[j].data, self._start + begin + (j * shape[axis] + layer) * run)
         self._verify(key, layer, flat)
 
     def read_stacked_into(self, key: str, dest: np.ndarray, dest_axis: int) -> None:
@@ -266,7 +266,8 @@ class SafetensorsFile:
         axis = int(record["axis"]) if isinstance(record, dict) else None
         if axis is None or axis == 0:
             raise CheckpointFormatError(
-                f"checkpoint {self.path!r}", f"has no per-layer checksums of tensor {key!r}"
+                f"checkpoint {self.path!r}",
+                f"has no per-layer checksums of tensor {key!r} at an axis > 0",
             )
         view = np.moveaxis(dest, dest_axis, axis)  # the disk tensor's shape, into dest
         hashers = [xxhash.xxh3_64() for _ in range(shape[axis])]
@@ -277,11 +278,11 @@ class SafetensorsFile:
         for j0 in range(0, shape[0], block):
             part = tmp[: min(block, shape[0] - j0)]
             offset = self._start + begin + j0 * row * dtype.itemsize
-            self._pread(memoryview(part.reshape(-1).view(np.uint8)), offset)
+            self._pread(part.reshape(-1).view(np.uint8).data, offset)
             view[j0 : j0 + len(part)] = part
             for sub in part:
                 for i, h in enumerate(hashers):
-                    h.update(np.ascontiguousarray(sub[pick + (i,)]))
+                    h.update(np.ascontiguousarray(sub[pick + (i,)]).data)
         want = record.get("layers", [])
         for i, h in enumerate(hashers):
             if i >= len(want) or h.hexdigest() != want[i]:

@@ -9,9 +9,10 @@ the model is made.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -54,10 +55,15 @@ def _in(path: str, stack: str) -> bool:
     return stack == "" or path == stack or path.startswith(stack + "/")
 
 
+def _one_layer(entry, arrays, layer_axis: int, i: int) -> Iterator[np.ndarray]:
+    """The producer of one file tensor of the unrolled form: layer ``i`` of ``entry``."""
+    yield _to_file(entry, arrays, layer_axis, i)
+
+
 def _stacked_tensors(tree, stacks: Sequence[Stack], records, disk_axis: int) -> list[DiskTensor]:
     """Tensors of the stacked form: each stack leaf once, layer axis at ``disk_axis``."""
     tensors = []
-    taken = set()
+    taken: set[str] = set()
     for stack, record in zip(stacks, records):
         node = subtree(tree, stack.path)
         n = unrolled_layers(node)
@@ -147,7 +153,7 @@ def _unrolled_tensors(tree, stacks: Sequence[Stack], keymap_name: KeyMapName) ->
                     shape,
                     dtype,
                     None,
-                    lambda entry=entry, i=i: iter([_to_file(entry, arrays, keymap.layer_axis, i)]),
+                    functools.partial(_one_layer, entry, arrays, keymap.layer_axis, i),
                 )
             )
     return tensors

@@ -123,6 +123,7 @@ def convert(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.stop()
     out = read_layout(args.output)
+    assert out is not None  # save records the layout it writes
     r = out.stacks[0] if out.stacks else None
     axis = f", layer axis {r.layer_axis}" if r and r.form is Form.STACKED else ""
     described = (

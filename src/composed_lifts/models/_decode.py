@@ -108,6 +108,7 @@ def generate(
     eos = [] if eos_token_id is None else np.atleast_1d(eos_token_id).tolist()
     pad = (eos or [-1])[0] if pad_token_id is None else pad_token_id
     eos = jnp.asarray(eos or [-1], jnp.int32)  # -1 never matches
-    prompt = jnp.asarray(prompt, jnp.int32)
-    tokens = _greedy(model.clone(decode=False), params, prompt, max_new_tokens, eos, pad)
+    tokens = _greedy(
+        model.clone(decode=False), params, jnp.asarray(prompt, jnp.int32), max_new_tokens, eos, pad
+    )
     return np.asarray(tokens)

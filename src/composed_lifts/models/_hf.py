@@ -90,8 +90,9 @@ def model_for_config(config: GPT2Config | LlamaConfig, *, scan_layers=True, deco
             type(config).__name__,
             "pass e.g. model.config, or config_from_hf(json.load(open('config.json')))",
         )
-    cls = GPT2 if isinstance(config, GPT2Config) else Llama
-    return cls(config, scan_layers=scan_layers, decode=decode)
+    if isinstance(config, GPT2Config):
+        return GPT2(config, scan_layers=scan_layers, decode=decode)
+    return Llama(config, scan_layers=scan_layers, decode=decode)
 
 
 def _keymap(config) -> KeyMap:

@@ -10,8 +10,6 @@ same :class:`~composed_lifts.StackOptions`), named ``layers_0 .. layers_{N-1}``.
 
 from __future__ import annotations
 
-import functools
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,16 +21,24 @@ from .._stack_linen import linen_stack
 __all__ = ["apply_layers", "positions_of"]
 
 
-@functools.cache
+_SCANNED: dict[tuple[type[nn.Module], int], type[nn.Module]] = {}
+_BATCHED: dict[type[nn.Module], type[nn.Module]] = {}
+
+
 def _scanned(block: type[nn.Module], num_layers: int) -> type[nn.Module]:
-    return linen_stack(block, StackOptions(num_layers=num_layers))
+    """The scanned stack of ``block``, built once per class and depth."""
+    if (block, num_layers) not in _SCANNED:
+        _SCANNED[block, num_layers] = linen_stack(block, StackOptions(num_layers=num_layers))
+    return _SCANNED[block, num_layers]
 
 
-@functools.cache
 def _batched(block: type[nn.Module]) -> type[nn.Module]:
-    vmap = stack_lifts(StackOptions(num_layers=1)).vmap  # only its batch lift is used
-    assert vmap is not None  # StackOptions' default batch mode has a vmap
-    return nn.vmap(block, **vmap)
+    """One layer of ``block`` under the stack's batch lift (the same ``nn.vmap`` arguments)."""
+    if block not in _BATCHED:
+        vmap = stack_lifts(StackOptions(num_layers=1)).vmap  # only its batch lift is used
+        assert vmap is not None  # the default batch mode (shared params) has a vmap
+        _BATCHED[block] = nn.vmap(block, **vmap)
+    return _BATCHED[block]
 
 
 def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, **fields):

@@ -109,6 +109,7 @@ def nnx_llama(config: LlamaConfig, params: dict) -> NNXLlama:
     model = NNXLlama(config, rngs=nnx.Rngs(0))
     model.layers = linen_to_nnx({"params": params["layers"]}, model.layers)
     model.embed_tokens.embedding.set_value(params["embed_tokens"]["embedding"])
+    assert model.norm.scale is not None  # RMSNorm's default use_scale=True
     model.norm.scale.set_value(params["norm"]["scale"])
     if model.lm_head is not None:
         model.lm_head.kernel.set_value(params["lm_head"]["kernel"])
