@@ -81,12 +81,16 @@ def test_show_prints_tensors_layout_and_size(scanned, capsys):
     "args,message",
     [
         (["convert", "{tmp}/none.safetensors", "{tmp}/o.safetensors"], "does not exist"),
-        (["convert", "{path}", "{tmp}/no/o.safetensors"], "folder '{tmp}/no' does not exist"),
+        (
+            ["convert", "{path}", "{tmp}/no/o.safetensors"],
+            "OUT '{tmp}/no/o.safetensors' is in folder '{tmp}/no', which does not exist",
+        ),
         (
             ["convert", "{path}", "{tmp}/o.safetensors", "--to", "scanned", "--key-map", "torch"],
-            "save with form=Form.UNROLLED",
+            "--key-map torch names one tensor per layer, but the output would be scanned; add "
+            "--to unrolled",
         ),
-        (["convert", "{path}", "{path}"], "a path other than IN"),
+        (["convert", "{path}", "{path}"], "OUT '{path}' is the checkpoint IN being read"),
         (["show", "README.md"], "is not a safetensors file"),
     ],
 )

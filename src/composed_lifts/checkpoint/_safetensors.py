@@ -282,7 +282,7 @@ class SafetensorsFile:
             view[j0 : j0 + len(part)] = part
             for sub in part:
                 for i, h in enumerate(hashers):
-                    h.update(np.ascontiguousarray(sub[pick + (i,)]).data)
+                    h.update(_bytes(sub[pick + (i,)]))
         want = record.get("layers", [])
         for i, h in enumerate(hashers):
             if i >= len(want) or h.hexdigest() != want[i]:

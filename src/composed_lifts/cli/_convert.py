@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from .._atomic import check_writable
-from .._errors import ArgumentRangeError, CheckpointFormatError, OutputFileError
+from .._errors import ArgumentRangeError, CheckpointFormatError, KeyMapError, OutputFileError
 
 _BAR_BYTES = 64 * 2**20  # show a progress bar for files at least this large
 
@@ -102,9 +102,15 @@ def convert(args: argparse.Namespace) -> int:
             "scale or an embedding)",
             "load it in Python with load(path, like=params)",
         )
+    form = {None: None, "scanned": Form.STACKED, "unrolled": Form.UNROLLED}[args.to]
+    chosen = form or (layout.stacks[0].form if layout.stacks else Form.STACKED)
+    if args.key_map == "torch" and chosen is Form.STACKED:
+        raise KeyMapError(
+            "--key-map torch names one tensor per layer, but the output would be scanned",
+            "add --to unrolled",
+        )
     tree = load(args.input)  # as saved: stacked tensors, or layers_{i} subtrees
     stacks = [Stack(r.path, r.layer_axis, r.ensemble_size is not None) for r in layout.stacks]
-    form = {None: None, "scanned": Form.STACKED, "unrolled": Form.UNROLLED}[args.to]
     total = sum(int(np.asarray(a).nbytes) for a in _leaves(tree))
     bar, progress = _progress(total)
     if bar is not None:
