@@ -72,5 +72,7 @@ def test_generate_refuses_bad_prompts(folders):
         models.generate(model, params, [1, 2, 3], 4)
     with pytest.raises(ArgumentRangeError, match="vocab_size=96"):
         models.generate(model, params, [[1, 96]], 4)
-    with pytest.raises(ArgumentRangeError, match="exceeds the model's 64 positions"):
+    with pytest.raises(
+        ArgumentRangeError, match=r"max_new_tokens must be <= \d+ \(the model's 64 positions"
+    ):
         models.generate(model, params, [[1, 2]], 63)

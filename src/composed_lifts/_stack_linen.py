@@ -81,7 +81,10 @@ def _check_variables(variables, one_layer, lifts: Lifts, batch: int, num_layers:
         if len(got) != len(want):
             continue  # a different tree: Flax names the missing or unexpected variable
         for (path, leaf), ref in zip(got, want):
-            shape, expected = tuple(leaf.shape), want_lead + tuple(ref.shape)
+            shape, own = tuple(leaf.shape), tuple(ref.shape)
+            if collection != "params":  # state may outgrow a fresh init's (a KV cache sized
+                own = shape[len(want_lead) :]  # for the whole sequence): check the lifted axes
+            expected = want_lead + own
             if shape == expected:
                 continue
             members = collection == "params" and lifts.batch_axis("params") == 0
@@ -91,7 +94,7 @@ def _check_variables(variables, one_layer, lifts: Lifts, batch: int, num_layers:
                 f"{collection}{jax.tree_util.keystr(path)}",
                 f"has shape {shape}",
                 f"this stack makes {expected} (lifted axes {want_lead}, then the block's own "
-                f"{tuple(ref.shape)})",
+                f"{own})",
                 "were these variables made by a stack with other StackOptions (batch, "
                 "num_layers)? Initialise this stack, or convert the variables (stack_params / "
                 "unstack_params)",

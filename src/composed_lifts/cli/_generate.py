@@ -57,7 +57,7 @@ def run(args) -> int:
             "--prompt-ids",
             f"lengths {lengths}",
             "run the prompts separately",
-            expected="of one length for one batch (every --prompt-ids as long as the first)",
+            expected="the same length for every prompt of one batch",
         )
     model, params = models.from_hf(args.folder, scan_layers=not args.unrolled)
     eos = None if args.ignore_eos else model.config.eos_token_id

@@ -190,9 +190,9 @@ def _check_params(params, like) -> None:
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
         raise LayoutMismatchError(
             "the params given to to_hf",
-            f"lack {missing} and hold unexpected {extra}",
-            "the config's model has exactly those leaves",
-            "pass the params of model_for_config(config) (scanned or unrolled)",
+            f"differ from the config's model: missing {missing}, unexpected {extra}",
+            "to_hf needs exactly the leaves of model_for_config(config) (scanned or unrolled)",
+            "pass the params made for this config",
         )
     for path, shape in got.items():
         if shape != want[path]:
