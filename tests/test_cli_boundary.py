@@ -61,8 +61,8 @@ FAILURES = [
 
 @pytest.mark.parametrize("err, status, words", FAILURES, ids=lambda v: type(v).__name__)
 def test_a_new_subcommand_gets_the_boundary_for_free(capsys, monkeypatch, err, status, words):
-    monkeypatch.setattr(cli, "_COMMANDS", (*cli._COMMANDS, _command("convert", err)))
-    hostile(capsys, "convert", status=status, words=["composed-lifts convert:", *words])
+    monkeypatch.setattr(cli, "_COMMANDS", (*cli._COMMANDS, _command("future", err)))
+    hostile(capsys, "future", status=status, words=["composed-lifts future:", *words])
 
 
 def test_debug_shows_the_traceback(capsys, monkeypatch):
