@@ -99,7 +99,9 @@ def test_describe_refuses_what_would_fail_in_jax():
     with pytest.raises(ConfusedSplitError) as info:
         describe(Block(features=2), confused, carry=(4, 2))
     message = str(info.value)
-    assert "4 different inits" in message and "vmap has mapped output but out_axes is None" in message
+    assert (
+        "4 different inits" in message and "vmap has mapped output but out_axes is None" in message
+    )
     assert "split_rngs={'params': False}" in message  # the fix
     with pytest.raises(CarryChangedError, match=r"from float32\[5\] to float32\[4\]"):
         describe(Block(features=4), Composition(num_layers=2), carry=(2, 5))
@@ -117,7 +119,9 @@ def test_bad_arguments():
         ArgumentTypeError, match=r"carry leaves must be arrays.*got float 1.0.*carry=\(4, 8\)"
     ):
         describe(Block(features=2), Composition(num_layers=2), carry=[[1.0, 2.0]])
-    with pytest.raises(ArgumentTypeError, match=r"the class Block, which needs field values.*Block\(features=8\)"):
+    with pytest.raises(
+        ArgumentTypeError, match=r"the class Block, which needs field values.*Block\(features=8\)"
+    ):
         describe(Block, Composition(num_layers=2), carry=(2, 2))
     with pytest.raises(
         ArgumentTypeError, match=r"composition must be a Composition or a StackOptions, got 3"
