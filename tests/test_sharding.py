@@ -16,11 +16,13 @@ from jax.sharding import PartitionSpec as P
 
 from composed_lifts import (
     BatchMode,
+    Block,
     ShardingRules,
     StackOptions,
     composed_lifts_forward,
     device_mesh,
     linen_stack,
+    logical_specs,
     nnx_stack,
     shard_batch,
     sharded_init,
@@ -146,3 +148,33 @@ def test_forward_on_a_mesh_refuses_an_uneven_batch():
     x = np.ones((3, F), np.float32)
     with pytest.raises(E.UnevenBatchError, match="batch of 3 examples"):
         composed_lifts_forward(0, x, N, F, mesh=device_mesh({"data": 2}))
+
+
+class TinyModel(nn.Module):
+    """An embedding, a stack named "layers", a head: the shape of a transformer's params."""
+
+    @nn.compact
+    def __call__(self, ids):
+        x = nn.Embed(16, F, name="embed")(ids)
+        x, _ = linen_stack(Block, StackOptions(num_layers=N))(features=F, name="layers")(x)
+        return nn.Dense(16, name="head")(x)
+
+
+def test_stacks_name_where_the_layer_axis_is_in_a_larger_tree():
+    abstract = jax.eval_shape(TinyModel().init, jax.random.PRNGKey(0), jnp.zeros((B,), jnp.int32))
+    rules = ShardingRules(
+        param_axes=(
+            (r"embed.*embedding", ("vocab", "embed")),
+            (r"layers.*kernel", ("embed", "mlp")),
+            (r"layers.*bias", ("mlp",)),
+            (r"head.*kernel", ("embed", "vocab")),
+            (r"head.*bias", ("vocab",)),
+        )
+    )
+    specs = logical_specs(abstract, rules, stacks=("layers",))["params"]
+    assert specs["embed"]["embedding"] == P("vocab", "embed")
+    assert specs["layers"]["Dense_0"]["kernel"] == P("layers", "embed", "mlp")
+    assert specs["layers"]["Dense_0"]["bias"] == P("layers", "mlp")
+    assert specs["head"]["kernel"] == P("embed", "vocab")
+    with pytest.raises(E.ShardingRuleError, match="embedding"):  # without stacks: a layer axis
+        logical_specs(abstract, rules)

@@ -159,21 +159,43 @@ def _options(options: StackOptions | None) -> StackOptions:
     return require_options(options)
 
 
-def logical_specs(abstract_variables, rules: ShardingRules, options: StackOptions | None = None):
-    """Each param's logical ``PartitionSpec``: its metadata, else the lifts' axes + ``param_axes``."""
+def _in_stack(parts: list[str], stacks: tuple[str, ...] | None) -> bool:
+    """Whether a leaf (its path's keys) lies in one of ``stacks`` (``/``-joined paths, with or
+    without the collection in front); ``None``: the whole tree is one stack."""
+    if stacks is None:
+        return True
+    joined = "/".join(parts)
+    inner = "/".join(parts[1:])
+    return any(j.startswith(f"{s}/") for s in stacks for j in (joined, inner))
+
+
+def logical_specs(
+    abstract_variables,
+    rules: ShardingRules,
+    options: StackOptions | None = None,
+    *,
+    stacks: tuple[str, ...] | None = None,
+):
+    """Each param's logical ``PartitionSpec``: its metadata, else the lifts' axes + ``param_axes``.
+
+    ``stacks`` names where the stacks are in a larger tree (``("layers",)`` for a model
+    whose ``params/layers`` is a ``linen_stack``): leaves there get the lifts' leading
+    axes, leaves elsewhere (embeddings, a head) only the names ``param_axes`` gives them.
+    ``None`` (the default): the tree is one stack.
+    """
     options = _options(options)
     boxed = nn.get_partition_spec(abstract_variables)
     unboxed = nn.meta.unbox(abstract_variables)
-    lead: tuple[str | None, ...] = (options.layer_axis_name,)
+    stack_lead: tuple[str | None, ...] = (options.layer_axis_name,)
     if options.batch is BatchMode.ENSEMBLE:
-        lead = (options.batch_axis_name, *lead)
-    elif options.batch is BatchMode.NONE:
-        lead = (options.layer_axis_name,)
+        stack_lead = (options.batch_axis_name, *stack_lead)
     patterns = [(re.compile(pattern), axes) for pattern, axes in rules.param_axes]
 
     def spec(path, leaf_spec, leaf):
         if tuple(leaf_spec):  # the block named its axes (nn.with_partitioning)
             return leaf_spec
+        parts = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+        lead = stack_lead if _in_stack(parts, stacks) else ()
         ndim = len(leaf.shape)
         where = jax.tree_util.keystr(path)
         if ndim < len(lead):
@@ -192,12 +214,17 @@ def logical_specs(abstract_variables, rules: ShardingRules, options: StackOption
 
 
 def param_shardings(
-    abstract_variables, mesh: Mesh, rules: ShardingRules, options: StackOptions | None = None
+    abstract_variables,
+    mesh: Mesh,
+    rules: ShardingRules,
+    options: StackOptions | None = None,
+    *,
+    stacks: tuple[str, ...] | None = None,
 ):
     """``NamedSharding`` for every leaf of ``abstract_variables`` (boxed or not), by ``rules``."""
     options = _options(options)
     check_mesh(mesh, rules)
-    specs = logical_specs(abstract_variables, rules, options)
+    specs = logical_specs(abstract_variables, rules, options, stacks=stacks)
     flax_rules = rules.flax_rules(
         batch_axis_name=options.batch_axis_name, layer_axis_name=options.layer_axis_name
     )
@@ -222,6 +249,7 @@ def sharded_init(
     rngs,
     *args,
     options: StackOptions | None = None,
+    stacks: tuple[str, ...] | None = None,
     **kwargs,
 ):
     """``model.init(rngs, *args, **kwargs)`` with every param created on its own shards.
@@ -231,7 +259,7 @@ def sharded_init(
     Returns the unboxed variables (``nn.meta.unbox``), each placed by the rules.
     """
     abstract = jax.eval_shape(model.init, rngs, *args, **kwargs)
-    shardings = param_shardings(abstract, mesh, rules, options)
+    shardings = param_shardings(abstract, mesh, rules, options, stacks=stacks)
 
     def init(rngs, *args, **kwargs):
         return nn.meta.unbox(model.init(rngs, *args, **kwargs))
