@@ -144,7 +144,79 @@ def main() -> None:
             "scale": float(np.max(np.abs(want_fwd))),
             "devices": len(got.sharding.device_set),
         }
+    out.update(_checkpoints(blocks["mlp"], names["mlp"], x, key))
     print(json.dumps(out))
+
+
+def _checkpoints(block_fields, param_axes, x, key) -> dict:
+    """Save params sharded on one mesh; restore them onto another with explicit targets."""
+    import tempfile
+
+    import jax
+    import numpy as np
+
+    from composed_lifts import (
+        ShardingRules,
+        StackOptions,
+        device_mesh,
+        linen_stack,
+        param_shardings,
+        sharded_init,
+    )
+    from composed_lifts.checkpoint import Stack, load, save
+
+    block, fields = block_fields
+    options = StackOptions(num_layers=4)
+    model = linen_stack(block, options)(**fields)
+    feature = (("mlp", "model"), ("embed", None))
+    layouts = {  # name: (mesh axes, rules, devices used)
+        "data8": ({"data": 8}, ShardingRules(batch="data", param_axes=param_axes)),
+        "model4": (
+            {"model": 4},
+            ShardingRules(batch=None, features=feature, param_axes=param_axes),
+        ),
+        "model8": (
+            {"model": 8},
+            ShardingRules(batch=None, features=feature, param_axes=param_axes),
+        ),
+        "feature2x4": (
+            {"data": 2, "model": 4},
+            ShardingRules(batch="data", features=feature, param_axes=param_axes),
+        ),
+        "one": ({"data": 1}, ShardingRules(batch="data", param_axes=param_axes)),
+    }
+    moves = [("feature2x4", "model4"), ("model4", "one"), ("data8", "model8")]
+    abstract = jax.eval_shape(model.init, key, x)
+    results = {}
+    folder = tempfile.mkdtemp()
+    for src, dst in moves:
+        mesh, rules = device_mesh(layouts[src][0]), layouts[src][1]
+        params = sharded_init(model, mesh, rules, key, x, options=options)["params"]
+        want = jax.tree_util.tree_map(np.asarray, params)
+        mesh_b, rules_b = device_mesh(layouts[dst][0]), layouts[dst][1]
+        shardings = param_shardings(abstract, mesh_b, rules_b, options)["params"]
+        target = jax.tree_util.tree_map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            abstract["params"],
+            shardings,
+        )
+        for kind, name in (("orbax", "ckpt"), ("safetensors", "ckpt.safetensors")):
+            path = f"{folder}/{src}-{dst}-{name}"
+            save(path, params, stacks=[Stack("")])
+            got = load(path, like=target)
+            same_structure = jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+            equal = same_structure and all(
+                np.array_equal(np.asarray(g), w)
+                for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want))
+            )
+            placed = all(
+                isinstance(g, jax.Array) and g.sharding.is_equivalent_to(s, g.ndim)
+                for g, s in zip(
+                    jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(shardings)
+                )
+            )
+            results[f"checkpoint/{kind}/{src}->{dst}"] = {"equal": bool(equal), "placed": placed}
+    return results
 
 
 if __name__ == "__main__":

@@ -124,6 +124,17 @@ def test_forward_on_8_devices_equals_one_device(measured, layout):
     assert result["maxdiff"] <= 1e-6 * result["scale"]  # the stated tolerance
 
 
+MOVES = ["feature2x4->model4", "model4->one", "data8->model8"]
+
+
+@pytest.mark.parametrize("kind", ["orbax", "safetensors"])
+@pytest.mark.parametrize("move", MOVES)
+def test_sharded_checkpoint_restores_onto_another_mesh(measured, kind, move):
+    # 8 devices to 4, 4 to 1, data parallel to model parallel: exact, and placed on the
+    # target's devices as its shardings say (read back from each array's .sharding).
+    assert measured[f"checkpoint/{kind}/{move}"] == {"equal": True, "placed": True}
+
+
 def test_too_few_devices_says_how_to_get_more():
     with pytest.raises(E.DeviceCountError, match="xla_force_host_platform_device_count=64"):
         device_mesh({"data": 64})

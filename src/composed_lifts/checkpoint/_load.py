@@ -19,6 +19,7 @@ import numpy as np
 
 from .._errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
 from .._keymap import KeyMap, path_str, plan_keys, read_state
+from ._placement import place_like
 from ._record import LAYOUT_KEY, Form, KeyMapName, Layout, keymap_for, subtree, unrolled_layers
 
 __all__ = ["load", "read_layout"]
@@ -221,7 +222,10 @@ def load(
     model's init), or an NNX stack (a new stack with the loaded params is returned). A
     stacked checkpoint loads into an unrolled target and back; the target's stacks have
     their layer axis at ``layer_axis`` (default 0, or 1 for an ensemble's ``(B, N, ...)``).
-    Leaves come back as NumPy arrays. Without ``like``, the tree as saved. A file that
+    Leaves come back as NumPy arrays, except where ``like``'s leaf carries a sharding (a
+    ``jax.Array``, or ``jax.ShapeDtypeStruct(..., sharding=...)``): those come back placed
+    with it, so a checkpoint saved on one mesh restores onto another (an Orbax checkpoint
+    already in the target's layout is then read by each device for its own part). Without ``like``, the tree as saved. A file that
     records no layout needs ``keymap``. Shapes, dtypes and layer counts are checked
     against ``like`` before any data is read, each tensor's checksum as it is read;
     the target is never modified.
@@ -249,4 +253,4 @@ def load(
                 layer_axis=layer_axis,
                 read_whole_into=f.read_stacked_into,
             )
-        return tree
+        return place_like(tree, like)

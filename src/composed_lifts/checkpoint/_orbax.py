@@ -21,6 +21,7 @@ from .. import __version__
 from .._atomic import fsync_folder
 from .._errors import CheckpointFormatError, KeyMapError, OutputFileError
 from .._keymap import path_str
+from ._placement import place_like, placement_of
 from ._record import LAYOUT_KEY, Form, KeyMapName, Layout
 
 __all__ = ["load_orbax", "orbax_layout", "save_orbax"]
@@ -88,9 +89,9 @@ def save_orbax(path: str, params, stacks, records, keymap: KeyMapName) -> None:
     fresh = os.path.join(work, "new")
     try:
         ckptr = _checkpointer()
-        ckptr.save(
+        ckptr.save(  # jax.Arrays as they are: each device writes its own shards
             fresh,
-            jax.tree_util.tree_map(np.asarray, params),
+            jax.tree_util.tree_map(_host_unless_jax, params),
             custom_metadata={LAYOUT_KEY: layout.to_json()},
         )
         ckptr.wait_until_finished()
@@ -134,6 +135,33 @@ def _disk_key(path: str, layout: Layout | None) -> str:
     return ".".join(parts)
 
 
+def _host_unless_jax(a):
+    return a if isinstance(a, jax.Array) else np.asarray(a)
+
+
+def _direct_targets(tree, like):
+    """The target's abstract leaves, with their shardings, when ``like`` has the saved tree's
+    exact structure, shapes and dtypes and every leaf of it carries a sharding; else None."""
+    saved = jax.tree_util.tree_flatten(tree, is_leaf=_is_meta)
+    try:
+        target = jax.tree_util.tree_flatten(like)
+    except Exception:  # an NNX module or another non-pytree target
+        return None
+    if saved[1] != target[1]:
+        return None
+    leaves = []
+    for m, t in zip(saved[0], target[0]):
+        sharding = placement_of(t)
+        if sharding is None or tuple(m.shape) != tuple(np.shape(t)) or m.dtype != t.dtype:
+            return None
+        leaves.append(jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding))
+    return jax.tree_util.tree_unflatten(saved[1], leaves)
+
+
+def _is_meta(m) -> bool:
+    return hasattr(m, "shape") and hasattr(m, "dtype")
+
+
 def load_orbax(path: str, like, *, keymap=None, layer_axis=None):
     from ._load import load_from
 
@@ -141,11 +169,35 @@ def load_orbax(path: str, like, *, keymap=None, layer_axis=None):
     text = (meta.custom_metadata or {}).get(LAYOUT_KEY)
     layout = None if text is None else Layout.from_json(text, path)
     tree = meta.item_metadata.tree
+    direct = None if like is None else _direct_targets(tree, like)
+    if direct is not None:  # the target's layout: each device reads its own part, placed
+        return _restore(path, direct)
+    # Explicit shardings always (one device, then converted on the host): Orbax refuses
+    # a topology other than the saved one without them, and never strict=False.
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = jax.tree_util.tree_map(
-        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype),
+        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=one),
         tree,
-        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+        is_leaf=_is_meta,
     )
+    restored = _restore(path, abstract)
+    if like is None:
+        return restored
+    arrays = {
+        _disk_key(path_str(p), layout): np.asarray(leaf)
+        for p, leaf in jax.tree_util.tree_flatten_with_path(restored)[0]
+    }
+    del restored
+    disk = {key: (a.shape, a.dtype) for key, a in arrays.items()}
+
+    def read_unit(key, layer, axis):
+        return arrays[key] if layer is None else np.take(arrays[key], layer, axis=axis)
+
+    loaded = load_from(disk, layout, read_unit, None, like, keymap=keymap, layer_axis=layer_axis)
+    return place_like(loaded, like)
+
+
+def _restore(path: str, abstract):
     ckptr = _checkpointer()
     try:
         restored = ckptr.restore(path, abstract)
@@ -155,15 +207,4 @@ def load_orbax(path: str, like, *, keymap=None, layer_axis=None):
         ) from None
     finally:
         ckptr.close()
-    if like is None:
-        return restored
-    arrays = {
-        _disk_key(path_str(p), layout): np.asarray(leaf)
-        for p, leaf in jax.tree_util.tree_flatten_with_path(restored)[0]
-    }
-    disk = {key: (a.shape, a.dtype) for key, a in arrays.items()}
-
-    def read_unit(key, layer, axis):
-        return arrays[key] if layer is None else np.take(arrays[key], layer, axis=axis)
-
-    return load_from(disk, layout, read_unit, None, like, keymap=keymap, layer_axis=layer_axis)
+    return restored
