@@ -145,7 +145,62 @@ def main() -> None:
             "devices": len(got.sharding.device_set),
         }
     out.update(_checkpoints(blocks["mlp"], names["mlp"], x, key))
+    out.update(_llama(layouts, key))
     print(json.dumps(out))
+
+
+def _llama(layouts, key) -> dict:
+    """A Llama (GQA, 4 layers) on each layout: logits, gradients and greedy tokens."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from composed_lifts import ShardingRules, device_mesh, models, shard_batch, sharded_init
+
+    config = models.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=32,
+    )  # fmt: skip
+    model = models.Llama(config)
+    ids = jnp.asarray(np.random.default_rng(2).integers(0, 64, (8, 6)), jnp.int32)
+
+    def loss(variables, ids):
+        logits = model.apply(variables, ids)
+        return jnp.sum(logits**2), logits
+
+    step = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    want_vars = jax.jit(model.init)(key, ids)
+    (_, want_logits), want_grad = step(want_vars, ids)
+    want_tokens = models.generate(model, want_vars["params"], np.asarray(ids), 8)
+    feature = (("heads", "model"), ("mlp", "model"), ("embed", None), ("vocab", None))
+    out = {}
+    for name, (axes, base) in layouts.items():
+        rules = ShardingRules(
+            batch=base.batch, layers=base.layers, features=feature if "model" in axes else (),
+            param_axes=models.LLAMA_PARAM_AXES,
+        )  # fmt: skip
+        mesh = device_mesh(axes)
+        variables = sharded_init(model, mesh, rules, key, ids, stacks=models.STACKS)
+        (_, logits), grad = step(variables, shard_batch(ids, mesh, rules))
+        tokens = models.generate(
+            model, variables["params"], np.asarray(ids), 8, mesh=mesh, rules=rules
+        )
+        q = variables["params"]["layers"]["self_attn"]["q_proj"]["kernel"]
+        diff = lambda a, b: max(  # noqa: E731
+            float(np.max(np.abs(np.asarray(u) - np.asarray(v))))
+            for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+        )
+        out[f"llama/{name}"] = {
+            "q_spec": [e for e in q.sharding.spec],
+            "init_equal": diff(variables, want_vars) == 0.0,
+            "logits_rel": diff(logits, want_logits) / float(np.max(np.abs(want_logits))),
+            "grad_rel": diff(grad, want_grad)
+            / max(
+                float(np.max(np.abs(np.asarray(g)))) for g in jax.tree_util.tree_leaves(want_grad)
+            ),
+            "tokens_equal": bool(np.array_equal(tokens, want_tokens)),
+        }
+    return out
 
 
 def _checkpoints(block_fields, param_axes, x, key) -> dict:

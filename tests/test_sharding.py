@@ -178,3 +178,29 @@ def test_stacks_name_where_the_layer_axis_is_in_a_larger_tree():
     assert specs["head"]["kernel"] == P("embed", "vocab")
     with pytest.raises(E.ShardingRuleError, match="embedding"):  # without stacks: a layer axis
         logical_specs(abstract, rules)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_model_param_axes_name_every_axis_of_every_param(arch):
+    from composed_lifts import models
+
+    if arch == "gpt2":
+        config = models.GPT2Config(
+            vocab_size=32, n_positions=16, n_embd=16, n_layer=2, n_head=2, n_inner=32
+        )
+        model = models.GPT2(config)
+    else:
+        config = models.LlamaConfig(
+            vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=16,
+        )  # fmt: skip
+        model = models.Llama(config)
+    abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((2, 4), jnp.int32))
+    rules = ShardingRules(param_axes=models.param_axes(config))
+    specs = logical_specs(abstract, rules, stacks=models.STACKS)["params"]
+    for path, spec in jax.tree_util.tree_flatten_with_path(
+        specs, is_leaf=lambda s: isinstance(s, P)
+    )[0]:
+        where = jax.tree_util.keystr(path)
+        names = tuple(spec)[1:] if where.startswith("['layers']") else tuple(spec)
+        assert any(n is not None for n in names), where  # every param got its names

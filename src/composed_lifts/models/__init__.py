@@ -19,20 +19,28 @@ from ._hf import model_for_config as model_for_config
 from ._hf import to_hf as to_hf
 from ._llama import Llama as Llama
 from ._llama import LlamaBlock as LlamaBlock
+from ._sharding_axes import GPT2_PARAM_AXES as GPT2_PARAM_AXES
+from ._sharding_axes import LLAMA_PARAM_AXES as LLAMA_PARAM_AXES
+from ._sharding_axes import STACKS as STACKS
+from ._sharding_axes import param_axes as param_axes
 
 __all__ = [
     "GPT2",
+    "GPT2_PARAM_AXES",
     "GPT2Block",
     "GPT2Config",
     "Llama",
     "LlamaBlock",
     "LlamaConfig",
+    "LLAMA_PARAM_AXES",
+    "STACKS",
     "config_from_hf",
     "config_to_hf",
     "from_hf",
     "generate",
     "init_cache",
     "model_for_config",
+    "param_axes",
     "to_hf",
 ]
 

@@ -9,14 +9,18 @@ unrolled). One ``jax.jit`` program runs the prefill over the prompt and then a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from .._arguments import check_integer
 from .._errors import ArgumentRangeError, ArgumentTypeError, InputShapeError
+from .._sharding import ShardingRules, param_shardings, shard_batch
+from ._sharding_axes import STACKS, param_axes
 
 __all__ = ["generate", "init_cache"]
 
@@ -64,6 +68,8 @@ def generate(
     *,
     eos_token_id: int | list[int] | None = None,
     pad_token_id: int | None = None,
+    mesh: Mesh | None = None,
+    rules: ShardingRules | None = None,
 ) -> np.ndarray:
     """Greedy decoding: the ``(B, max_new_tokens)`` token ids following ``prompt_ids`` ``(B, T)``.
 
@@ -72,6 +78,10 @@ def generate(
     (an id or a list of ids), a sequence that has produced one continues with
     ``pad_token_id`` (default: the first eos id), like ``transformers``'
     ``generate(do_sample=False)``.
+
+    With ``mesh``, the prompts are split over ``rules.batch`` (default: the mesh's first
+    axis, data parallel) and the params placed by ``rules`` (the architecture's
+    ``param_axes`` unless ``rules`` names its own), one compiled program as on one device.
     """
     check_integer("max_new_tokens", max_new_tokens, minimum=1)
     prompt = np.asarray(prompt_ids)
@@ -108,7 +118,19 @@ def generate(
     eos = [] if eos_token_id is None else np.atleast_1d(eos_token_id).tolist()
     pad = (eos or [-1])[0] if pad_token_id is None else pad_token_id
     eos = jnp.asarray(eos or [-1], jnp.int32)  # -1 never matches
-    tokens = _greedy(
-        model.clone(decode=False), params, jnp.asarray(prompt, jnp.int32), max_new_tokens, eos, pad
-    )
+    prompt_in = jnp.asarray(prompt, jnp.int32)
+    if mesh is not None:
+        params, prompt_in = _placed(model, params, prompt_in, mesh, rules)
+    tokens = _greedy(model.clone(decode=False), params, prompt_in, max_new_tokens, eos, pad)
     return np.asarray(tokens)
+
+
+def _placed(model, params, prompt, mesh: Mesh, rules: ShardingRules | None):
+    """Params placed by ``rules`` on ``mesh`` and the prompts split over its batch axis."""
+    if rules is None:
+        rules = ShardingRules(batch=mesh.axis_names[0])
+    if not rules.param_axes:
+        rules = dataclasses.replace(rules, param_axes=param_axes(model.config))
+    abstract = jax.eval_shape(lambda p: p, {"params": params})
+    shardings = param_shardings(abstract, mesh, rules, stacks=STACKS)["params"]
+    return jax.device_put(params, shardings), shard_batch(prompt, mesh, rules)
