@@ -22,12 +22,14 @@ def generate(capsys, monkeypatch, *args):
     return code, out.out, out.err
 
 
-def test_generate_json_equals_transformers(gpt2, capsys, monkeypatch):
+@pytest.mark.parametrize("devices", [[], ["--devices", 2]], ids=["one device", "2 devices"])
+def test_generate_json_equals_transformers(gpt2, capsys, monkeypatch, devices):
     folder, reference = gpt2
     prompt = np.array([[5, 17, 3, 40], [8, 8, 2, 91]])
     code, out, err = generate(
         capsys,
         monkeypatch,
+        *devices,
         folder,
         "--prompt-ids",
         "5,17,3,40",
@@ -65,3 +67,11 @@ def test_generate_refuses_ragged_prompts_and_missing_folder(gpt2, capsys, monkey
     assert code == 2 and "config.json" in err
     code, _, err = generate(capsys, monkeypatch, folder, "--prompt-ids", "1", "--max-new-tokens", 0)
     assert code == 2 and "--max-new-tokens must be >= 1, got 0" in err
+
+
+def test_generate_refuses_a_batch_the_devices_do_not_divide(gpt2, capsys, monkeypatch):
+    code, out, err = generate(
+        capsys, monkeypatch, gpt2[0], "--prompt-ids", "1,2", "--devices", 4, "--ignore-eos"
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "batch of 1 examples" in err and "--devices of size 4" in err

@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 
+from ._devices import add_devices_flag, devices_mesh
+
 
 def _ids(text: str) -> list[int]:
     try:
@@ -42,14 +44,18 @@ def register(commands) -> None:
     p.add_argument("--unrolled", action="store_true", help="unroll the layers instead of a scan")
     p.add_argument("--ignore-eos", action="store_true", help="do not stop at eos_token_id")
     p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format")
+    add_devices_flag(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from .. import models
     from .._arguments import check_integer
-    from .._errors import InputShapeError
+    from .._errors import InputShapeError, UnevenBatchError
 
+    mesh = None
+    if args.devices is not None:  # first: on CPU, JAX makes its devices when it starts
+        mesh = devices_mesh(check_integer("--devices", args.devices, minimum=1))
     check_integer("--max-new-tokens", args.max_new_tokens, minimum=1)
     lengths = sorted({len(ids) for ids in args.prompt_ids})
     if len(lengths) > 1:
@@ -62,7 +68,11 @@ def run(args) -> int:
     model, params = models.from_hf(args.folder, scan_layers=not args.unrolled)
     eos = None if args.ignore_eos else model.config.eos_token_id
     prompt = np.asarray(args.prompt_ids)
-    tokens = models.generate(model, params, prompt, args.max_new_tokens, eos_token_id=eos)
+    if mesh is not None and len(prompt) % args.devices:
+        raise UnevenBatchError(len(prompt), "--devices", args.devices)
+    tokens = models.generate(
+        model, params, prompt, args.max_new_tokens, eos_token_id=eos, mesh=mesh
+    )
     if args.format == "json":
         print(json.dumps({"prompt_ids": prompt.tolist(), "generated_ids": tokens.tolist()}))
     else:
