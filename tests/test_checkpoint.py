@@ -231,3 +231,13 @@ def test_permissions_umask_and_overwrite(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["link.safetensors", "new.safetensors"]
     with pytest.raises(errors.OutputFileError, match="folder .* which does not exist"):
         save(tmp_path / "no" / "m.safetensors", tree)
+
+
+@pytest.mark.parametrize("name", ["rel_orbax", "rel.safetensors"])
+def test_a_relative_path_saves_and_loads(tmp_path, monkeypatch, name):
+    # Orbax reads a relative path as "no checkpoint": ours hands it an absolute one.
+    monkeypatch.chdir(tmp_path)
+    params = {"w": np.arange(12, dtype=np.float32).reshape(3, 2, 2)}
+    save(name, params, stacks=[Stack("")])
+    got = load(name, like=params)
+    assert np.array_equal(got["w"], params["w"])

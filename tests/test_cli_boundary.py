@@ -115,9 +115,11 @@ def test_standard_output_closed(tmp_path):
     assert os.listdir(tmp_path) == []  # refused before any work
 
 
-def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
-    r = _shell(
-        f"{CLI} run --batch 2000 --features 64 --layers 1 --format json | head -c 10 >/dev/null; "
-        "exit ${PIPESTATUS[0]}"
-    )
+@pytest.mark.parametrize(
+    "command",
+    ["run --batch 2000 --features 64 --layers 1 --format json | head -c 10", "run | head -1"],
+    ids=["json", "text (rich)"],
+)
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path, command):
+    r = _shell(f"{CLI} {command} >/dev/null; exit ${{PIPESTATUS[0]}}")
     assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import pytest
+from filelock import FileLock
 
 from composed_lifts import (
     Block,
@@ -63,17 +64,25 @@ COLLECTIVES = {"data": {"all-reduce"}, "feature": {"all-reduce"}, "layer": {"all
 CASES = [f"{b}/{layout}" for b in ("seed", "mlp") for layout in MESHES]
 
 
-@pytest.fixture(scope="module")
-def measured():
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+@pytest.fixture(scope="session")
+def measured(tmp_path_factory):
+    # The (slow) subprocess runs once for the whole session: pytest-xdist's workers share
+    # the base temporary folder, and the first to take the lock writes what it measured.
+    shared = tmp_path_factory.getbasetemp().parent / "multidevice.json"
+    with FileLock(f"{shared}.lock"):
+        if shared.is_file():
+            return json.loads(shared.read_text())
+        env = dict(os.environ)
+        env.pop("XLA_FLAGS", None)
+        src = str(Path(__file__).resolve().parents[1] / "src")
+        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        shared.write_text(json.dumps(result))
+        return result
 
 
 def _key(path: str) -> str:  # "['params']['Dense_0']['kernel']" -> "Dense_0.kernel"

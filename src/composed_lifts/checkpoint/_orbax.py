@@ -107,6 +107,7 @@ def save_orbax(path: str, params, stacks, records, keymap: KeyMapName) -> None:
 
 
 def _metadata(path: str):
+    path = os.path.abspath(path)  # Orbax reads a relative path as no checkpoint at all
     try:
         meta = _checkpointer().metadata(path)
         why = None if getattr(meta.item_metadata, "tree", None) is not None else "no saved tree"
@@ -198,6 +199,7 @@ def load_orbax(path: str, like, *, keymap=None, layer_axis=None):
 
 
 def _restore(path: str, abstract):
+    path = os.path.abspath(path)
     ckptr = _checkpointer()
     try:
         restored = ckptr.restore(path, abstract)

@@ -51,8 +51,9 @@ def _progress(total: int):
     """A rich progress bar on standard error for large files, else nothing."""
     if total < _BAR_BYTES or not sys.stderr.isatty():
         return None, None
-    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from ._console import Console
 
     bar = Progress(
         "[progress.description]{task.description}",

@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump({**report.as_dict(), "plot": args.plot if report.layout else None}, sys.stdout)
         sys.stdout.write("\n")
     else:
-        from rich.console import Console
+        from ._console import Console
 
         console = Console(highlight=False)
         render_text(report, console)

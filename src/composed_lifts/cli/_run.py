@@ -237,8 +237,9 @@ def _param_layout(variables, num_layers: int, features: int, x):
 
 
 def _print_text(report: dict, matrix: np.ndarray, layout) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from ._console import Console
 
     console = Console(highlight=False)
     b, f = matrix.shape

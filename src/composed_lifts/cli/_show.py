@@ -37,11 +37,11 @@ def _tensors(path: str) -> list[tuple[str, tuple, str]]:
 
 def show(args: argparse.Namespace) -> int:
     import numpy as np
-    from rich.console import Console
     from rich.table import Table
 
     from ..checkpoint import read_layout
     from ..checkpoint._safetensors import np_dtype
+    from ._console import Console
 
     layout = read_layout(args.file)
     tensors = _tensors(args.file)

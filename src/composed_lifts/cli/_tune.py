@@ -150,7 +150,7 @@ def tune(args: argparse.Namespace) -> int:
     text = args.format == "text"
     progress = None
     if text:
-        from rich.console import Console
+        from ._console import Console
 
         console = Console(highlight=False, stderr=True)
         progress = console.status("tuning")
@@ -190,8 +190,9 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def _print(report, args) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from ._console import Console
 
     console = Console(highlight=False)
     what = "forward" if args.forward_only else "training step (value_and_grad)"
