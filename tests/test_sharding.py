@@ -204,3 +204,17 @@ def test_model_param_axes_name_every_axis_of_every_param(arch):
         where = jax.tree_util.keystr(path)
         names = tuple(spec)[1:] if where.startswith("['layers']") else tuple(spec)
         assert any(n is not None for n in names), where  # every param got its names
+
+
+def test_nnx_stack_created_under_jit_on_a_mesh_is_created_on_its_shards():
+    mesh = device_mesh({"data": 2, "model": 2})
+    rules = ShardingRules(batch="data", features=(("embed", None), ("mlp", "model")))
+    options = StackOptions(num_layers=N, batch=BatchMode.ENSEMBLE)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules.flax_rules()):
+        create = nnx.jit(lambda r: nnx_stack(NNXNamed, options, rngs=r, batch_size=B))
+        stack = create(nnx.Rngs(0))
+        eager = nnx_stack(NNXNamed, options, rngs=nnx.Rngs(0), batch_size=B)
+    kernel = stack.layers.Dense_0.kernel.get_value()  # (B, N, F, 2F)
+    assert kernel.sharding.spec == P("data", None, None, "model")
+    assert {s.data.shape for s in kernel.addressable_shards} == {(B // 2, N, F, F)}
+    np.testing.assert_array_equal(kernel, eager.layers.Dense_0.kernel.get_value())
