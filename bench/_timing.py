@@ -20,7 +20,15 @@ from composed_lifts._timing import calibrate, round_robin, time_call
 __all__ = ["calibrate", "machine_info", "round_robin", "summarize", "time_call"]
 
 _PACKAGES = (
-    "jax", "jaxlib", "flax", "numpy", "dm-haiku", "equinox", "torch", "optax", "composed-lifts",
+    "jax",
+    "jaxlib",
+    "flax",
+    "numpy",
+    "dm-haiku",
+    "equinox",
+    "torch",
+    "optax",
+    "composed-lifts",
 )
 
 
@@ -50,10 +58,12 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": versions,
-        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                               "XLA_FLAGS", "OMP_NUM_THREADS")},
+        "env": {
+            k: os.environ.get(k)
+            for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "XLA_FLAGS", "OMP_NUM_THREADS")
+        },
         "note": "shared machine: other developers ran tests concurrently, so absolute times "
-                "drift; only ratios measured round-robin in one process are meaningful",
+        "drift; only ratios measured round-robin in one process are meaningful",
     }
 
 
