@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any
 
@@ -15,7 +14,7 @@ from ._errors import ArgumentTypeError
 from ._fast_init import fast_init_applies, fast_seed_params
 from ._options import StackOptions
 from ._seed import seed_model
-from ._sharding import ShardingRules, check_mesh, param_shardings, shard_batch
+from ._sharding import ShardingRules, default_rules, param_shardings, shard_batch
 
 __all__ = ["composed_lifts_forward"]
 
@@ -60,16 +59,8 @@ SEED_PARAM_AXES = ((r"kernel", ("embed", "mlp")), (r"bias", ("mlp",)))
 
 
 def seed_rules(mesh: Mesh, rules: ShardingRules | None) -> ShardingRules:
-    """``rules`` for the seed's stack: data parallel over the mesh's first axis by default,
-    and :data:`SEED_PARAM_AXES` naming the ``Dense`` params unless ``rules`` names them."""
-    if rules is None:
-        rules = ShardingRules(batch=mesh.axis_names[0])
-    if not isinstance(rules, ShardingRules):
-        raise ArgumentTypeError("rules", "a ShardingRules or None", repr(rules))
-    if not rules.param_axes:
-        rules = dataclasses.replace(rules, param_axes=SEED_PARAM_AXES)
-    check_mesh(mesh, rules)
-    return rules
+    """``rules`` for the seed's stack (:func:`default_rules` with :data:`SEED_PARAM_AXES`)."""
+    return default_rules(mesh, rules, SEED_PARAM_AXES)
 
 
 @functools.lru_cache(maxsize=32)

@@ -231,6 +231,19 @@ def param_shardings(
     return nn.logical_to_mesh_sharding(specs, mesh, flax_rules)
 
 
+def default_rules(mesh: Mesh, rules: ShardingRules | None, param_axes: tuple) -> ShardingRules:
+    """``rules`` completed for a ready-made model: data parallel over the mesh's first axis
+    when ``rules`` is None, and the model's own ``param_axes`` unless ``rules`` names them."""
+    if rules is None:
+        rules = ShardingRules(batch=mesh.axis_names[0])
+    if not isinstance(rules, ShardingRules):
+        raise ArgumentTypeError("rules", "a ShardingRules or None", repr(rules))
+    if not rules.param_axes:
+        rules = dataclasses.replace(rules, param_axes=param_axes)
+    check_mesh(mesh, rules)
+    return rules
+
+
 def check_mesh(mesh, rules: ShardingRules) -> None:
     """Refuse a ``mesh`` that is not a Mesh, or lacks an axis the ``rules`` name."""
     if not isinstance(mesh, Mesh):

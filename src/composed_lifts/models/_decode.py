@@ -9,7 +9,6 @@ unrolled). One ``jax.jit`` program runs the prefill over the prompt and then a
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -19,7 +18,7 @@ from jax.sharding import Mesh
 
 from .._arguments import check_integer
 from .._errors import ArgumentRangeError, ArgumentTypeError, InputShapeError
-from .._sharding import ShardingRules, param_shardings, shard_batch
+from .._sharding import ShardingRules, default_rules, param_shardings, shard_batch
 from ._sharding_axes import STACKS, param_axes
 
 __all__ = ["generate", "init_cache"]
@@ -127,10 +126,7 @@ def generate(
 
 def _placed(model, params, prompt, mesh: Mesh, rules: ShardingRules | None):
     """Params placed by ``rules`` on ``mesh`` and the prompts split over its batch axis."""
-    if rules is None:
-        rules = ShardingRules(batch=mesh.axis_names[0])
-    if not rules.param_axes:
-        rules = dataclasses.replace(rules, param_axes=param_axes(model.config))
+    rules = default_rules(mesh, rules, param_axes(model.config))
     abstract = jax.eval_shape(lambda p: p, {"params": params})
     shardings = param_shardings(abstract, mesh, rules, stacks=STACKS)["params"]
     return jax.device_put(params, shardings), shard_batch(prompt, mesh, rules)
