@@ -102,7 +102,7 @@ def test_round_trip_every_form(tmp_path, name, options, filename, mode, dtype):
     tree = model_tree(ResidualMLPLinen, mode, dtype)
     ensemble = mode is BatchMode.ENSEMBLE
     axis = 1 if ensemble else 0
-    stack = Stack("params/stack", layer_axis=axis, ensemble=ensemble)
+    stack = Stack("params/stack", layer_axis=axis, ensemble_size=B if ensemble else None)
     unrolled = {
         "params": dict(tree["params"], stack=unstack_params(tree["params"]["stack"], axis=axis))
     }

@@ -4,12 +4,7 @@ The public API is exactly what this module exports (``__all__``).
 """
 
 from . import errors as errors
-from ._convert_axes import ensemble_to_shared as ensemble_to_shared
-from ._convert_axes import layer_axis_from as layer_axis_from
-from ._convert_axes import layer_axis_to as layer_axis_to
-from ._convert_axes import shared_to_ensemble as shared_to_ensemble
-from ._convert_layers import stack_params as stack_params
-from ._convert_layers import unstack_params as unstack_params
+from . import layout as layout
 from ._forward import composed_lifts_forward as composed_lifts_forward
 from ._keymap import Cast as Cast
 from ._keymap import Fused as Fused
@@ -19,11 +14,17 @@ from ._keymap import Rule as Rule
 from ._keymap import Transpose as Transpose
 from ._keymap import from_state_dict as from_state_dict
 from ._keymap import iter_state_dict as iter_state_dict
-from ._keymap import path_str as path_str
 from ._keymap import read_state as read_state
 from ._keymap import state_dict_specs as state_dict_specs
 from ._keymap import to_state_dict as to_state_dict
 from ._keymap import torch_linear_keymap as torch_linear_keymap
+from .layout import ensemble_to_shared as ensemble_to_shared
+from .layout import layer_axis_from as layer_axis_from
+from .layout import layer_axis_to as layer_axis_to
+from .layout import path_str as path_str
+from .layout import shared_to_ensemble as shared_to_ensemble
+from .layout import stack_params as stack_params
+from .layout import unstack_params as unstack_params
 from ._mlp_block import MLPBlock as MLPBlock
 from ._options import BatchMode as BatchMode
 from ._options import LayerInputs as LayerInputs
@@ -98,6 +99,7 @@ __all__ = [
     "iter_state_dict",
     "layer_axis_from",
     "layer_axis_to",
+    "layout",
     "linen_stack",
     "linen_to_nnx",
     "logical_specs",

@@ -65,6 +65,7 @@ from ._errors import (
     StackLayoutError,
     TensorMismatchError,
 )
+from ._layout._stack import as_stacks, path_str
 
 __all__ = [
     "Cast",
@@ -81,20 +82,6 @@ __all__ = [
     "to_state_dict",
     "torch_linear_keymap",
 ]
-
-
-def path_str(path) -> str:
-    """A JAX key path as our ``/``-joined tree path: ``('params', 'Dense_0', 'kernel')`` ->
-    ``"params/Dense_0/kernel"``."""
-    parts = []
-    for key in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(str(key))
-    return "/".join(parts)
 
 
 # ---------------------------------------------------------------- ops (ours -> file)
@@ -231,23 +218,23 @@ class KeyMap:
         return any(fnmatch.fnmatchcase(key, pattern) for pattern in self.ignore)
 
 
-def torch_linear_keymap(stacks: tuple[str, ...] = ("",), *, layer_axis: int = 0) -> KeyMap:
+def torch_linear_keymap(stacks=("",), *, layer_axis: int = 0) -> KeyMap:
     """PyTorch's convention: ``Dense`` ``kernel`` ``(in, out)`` -> ``weight`` ``(out, in)``,
     ``bias`` as is, ``LayerNorm`` ``scale`` and ``Embed`` ``embedding`` -> ``weight``.
 
-    Leaves under each path in ``stacks`` (``""``: the whole tree) are stacked and get one
-    key per layer, ``{stack}.{i}.{rest}``; an unrolled ``layers_{i}`` subtree there maps to
-    the same keys.
+    Leaves under each of ``stacks`` (``Stack`` values or ``/``-joined paths; ``""``: the whole
+    tree) are stacked and get one key per layer, ``{stack}.{i}.{rest}``; an unrolled
+    ``layers_{i}`` subtree there maps to the same keys.
     """
     rules: list[Rule] = []
-    for stack in stacks:
-        head = f"{stack}/" if stack else ""
-        prefix = f"{stack.replace('/', '.')}." if stack else ""
-        for where in (f"{head}layers_{{i}}/", head):
+    for stack in as_stacks(stacks):
+        head = f"{stack.path}/" if stack.path else ""
+        key = stack.layer_key("{i}")
+        for where in (f"{stack.layer_path('{i}')}/", head):
             rules += [
-                Rule(f"{where}{{*m}}/kernel", f"{prefix}{{i}}.{{m}}.weight", (Transpose(),)),
-                Rule(f"{where}{{*m}}/bias", f"{prefix}{{i}}.{{m}}.bias"),
-                Rule(f"{where}{{*m}}/scale", f"{prefix}{{i}}.{{m}}.weight"),
+                Rule(f"{where}{{*m}}/kernel", f"{key}{{m}}.weight", (Transpose(),)),
+                Rule(f"{where}{{*m}}/bias", f"{key}{{m}}.bias"),
+                Rule(f"{where}{{*m}}/scale", f"{key}{{m}}.weight"),
             ]
     rules += [
         Rule("{*m}/kernel", "{m}.weight", (Transpose(),)),

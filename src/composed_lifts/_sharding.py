@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -43,6 +43,7 @@ from ._errors import (
     UnevenBatchError,
 )
 from ._options import BatchMode, StackOptions, require_options
+from .layout import Stack, as_stacks
 
 __all__ = [
     "ShardingRules",
@@ -159,14 +160,11 @@ def _options(options: StackOptions | None) -> StackOptions:
     return require_options(options)
 
 
-def _in_stack(parts: list[str], stacks: tuple[str, ...] | None) -> bool:
-    """Whether a leaf (its path's keys) lies in one of ``stacks`` (``/``-joined paths, with or
-    without the collection in front); ``None``: the whole tree is one stack."""
-    if stacks is None:
-        return True
-    joined = "/".join(parts)
-    inner = "/".join(parts[1:])
-    return any(j.startswith(f"{s}/") for s in stacks for j in (joined, inner))
+def _in_stack(parts: list[str], stacks: tuple[Stack, ...]) -> bool:
+    """Whether a leaf (its path's keys) lies in one of ``stacks``, named with or without the
+    collection (``params``) in front."""
+    paths = ("/".join(parts), "/".join(parts[1:]))
+    return any(stack.contains(path) for stack in stacks for path in paths)
 
 
 def logical_specs(
@@ -174,16 +172,18 @@ def logical_specs(
     rules: ShardingRules,
     options: StackOptions | None = None,
     *,
-    stacks: tuple[str, ...] | None = None,
+    stacks: Sequence[Stack | str] | None = None,
 ):
     """Each param's logical ``PartitionSpec``: its metadata, else the lifts' axes + ``param_axes``.
 
-    ``stacks`` names where the stacks are in a larger tree (``("layers",)`` for a model
-    whose ``params/layers`` is a ``linen_stack``): leaves there get the lifts' leading
-    axes, leaves elsewhere (embeddings, a head) only the names ``param_axes`` gives them.
-    ``None`` (the default): the tree is one stack.
+    ``stacks`` names where the stacks are in a larger tree (:class:`~composed_lifts.layout.Stack`
+    values or ``/``-joined paths, with or without the collection in front: ``("layers",)``
+    for a model whose ``params/layers`` is a ``linen_stack``): leaves there get the lifts'
+    leading axes, leaves elsewhere (embeddings, a head) only the names ``param_axes`` gives
+    them. ``None`` (the default): the tree is one stack.
     """
     options = _options(options)
+    found = as_stacks(stacks)
     boxed = nn.get_partition_spec(abstract_variables)
     unboxed = nn.meta.unbox(abstract_variables)
     stack_lead: tuple[str | None, ...] = (options.layer_axis_name,)
@@ -195,7 +195,7 @@ def logical_specs(
         if tuple(leaf_spec):  # the block named its axes (nn.with_partitioning)
             return leaf_spec
         parts = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
-        lead = stack_lead if _in_stack(parts, stacks) else ()
+        lead = stack_lead if _in_stack(parts, found) else ()
         ndim = len(leaf.shape)
         where = jax.tree_util.keystr(path)
         if ndim < len(lead):
@@ -219,7 +219,7 @@ def param_shardings(
     rules: ShardingRules,
     options: StackOptions | None = None,
     *,
-    stacks: tuple[str, ...] | None = None,
+    stacks: Sequence[Stack | str] | None = None,
 ):
     """``NamedSharding`` for every leaf of ``abstract_variables`` (boxed or not), by ``rules``."""
     options = _options(options)
@@ -262,7 +262,7 @@ def sharded_init(
     rngs,
     *args,
     options: StackOptions | None = None,
-    stacks: tuple[str, ...] | None = None,
+    stacks: Sequence[Stack | str] | None = None,
     **kwargs,
 ):
     """``model.init(rngs, *args, **kwargs)`` with every param created on its own shards.

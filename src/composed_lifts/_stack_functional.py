@@ -16,7 +16,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._convert_layers import layer_names
+from ._layout._form import layer_names
+from ._layout._stack import layer_name
 from ._errors import ArgumentRangeError
 from ._options import BatchMode, LayerInputs, Remat, StackOptions, require_options
 
@@ -107,7 +108,7 @@ def unroll_layers(
         for b in range(B):
             c = carry[b]
             for i in (reversed(range(N)) if reverse else range(N)):
-                c, y[b][i] = layer_fn(layers[f"layers_{i}"], c, xs[i])
+                c, y[b][i] = layer_fn(layers[layer_name(i)], c, xs[i])
     """
     require_options(options)
     num_layers = options.num_layers

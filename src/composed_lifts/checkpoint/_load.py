@@ -18,9 +18,10 @@ import jax
 import numpy as np
 
 from .._errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
-from .._keymap import KeyMap, path_str, plan_keys, read_state
+from .._keymap import KeyMap, plan_keys, read_state
+from ..layout import layer_name, layer_tree, path_str, subtree, unrolled_count
 from ._placement import place_like
-from ._record import LAYOUT_KEY, Form, KeyMapName, Layout, keymap_for, subtree, unrolled_layers
+from ._record import LAYOUT_KEY, Form, KeyMapName, Layout, keymap_for
 
 __all__ = ["load", "read_layout"]
 
@@ -39,9 +40,8 @@ def per_layer_view(
             if prefix and not key.startswith(prefix + "."):
                 continue
             rest = key[len(prefix) + 1 :] if prefix else key
-            head = f"{prefix}." if prefix else ""
-            for i in range(record.num_layers):
-                view[f"{head}{i}.{rest}"] = (key, i, record.layer_axis)
+            for i in range(int(record.num_layers or 0)):
+                view[record.layer_key(i) + rest] = (key, i, record.layer_axis)
             break
         else:
             view[key] = (key, None, 0)
@@ -60,8 +60,8 @@ def _is_nnx(obj) -> bool:
 
 
 def _target_layers(node, axis: int) -> tuple[int, str, tuple]:
-    n = unrolled_layers(node)
-    leaves = jax.tree_util.tree_flatten_with_path(node["layers_0"] if n else node)[0]
+    n = unrolled_count(node)
+    leaves = jax.tree_util.tree_flatten_with_path(layer_tree(node))[0]
     path, leaf = leaves[0]
     shape = tuple(np.shape(leaf))
     if n is not None:
@@ -130,7 +130,7 @@ def load_from(
         view = per_layer_view(disk, layout)
         if layer_axis is None:
             layer_axis = 1 if any(r.ensemble_size for r in layout.stacks) else 0
-        keymap = keymap_for(layout.keymap, [r.path for r in layout.stacks], layer_axis)
+        keymap = keymap_for(layout.keymap, layout.stacks, layer_axis)
         _check_layer_counts(layout, like, layer_axis, disk)
     for key, shape, dtype, params in plan_keys(like, keymap):
         if key in view:
@@ -182,7 +182,7 @@ def as_saved(disk: Mapping[str, Spec], layout: Layout | None, read_whole: Callab
         for prefix, _ in prefixes:
             head = prefix.split(".") if prefix else []
             if parts[: len(head)] == head and len(parts) > len(head) and parts[len(head)].isdigit():
-                parts[len(head)] = f"layers_{parts[len(head)]}"
+                parts[len(head)] = layer_name(parts[len(head)])
                 break
         node = tree
         for part in parts[:-1]:

@@ -20,7 +20,7 @@ import numpy as np
 from .. import __version__
 from .._atomic import fsync_folder
 from .._errors import CheckpointFormatError, KeyMapError, OutputFileError
-from .._keymap import path_str
+from ..layout import find_stack, layer_index, path_str, to_form
 from ._placement import place_like, placement_of
 from ._record import LAYOUT_KEY, Form, KeyMapName, Layout
 
@@ -33,40 +33,10 @@ def _checkpointer():
     return ocp.StandardCheckpointer()
 
 
-def _with_subtree(tree, path: str, value):
-    parts = [p for p in path.split("/") if p]
-    if not parts:
-        return value
-    return {**tree, parts[0]: _with_subtree(tree[parts[0]], "/".join(parts[1:]), value)}
-
-
 def _in_form(params, stacks, records):
     """The tree with each stack in its record's form and layer axis (Orbax stores trees)."""
-    from ._record import subtree, unrolled_layers
-
     for stack, record in zip(stacks, records):
-        node = subtree(params, stack.path)
-        n = unrolled_layers(node)
-        if record.form is Form.UNROLLED and n is None:
-            index = (slice(None),) * stack.layer_axis
-            node = {
-                f"layers_{i}": jax.tree_util.tree_map(
-                    lambda a, i=i, index=index: np.asarray(a)[index + (i,)], node
-                )
-                for i in range(record.num_layers)
-            }
-        elif record.form is Form.STACKED and n is not None:
-            layers = [node[f"layers_{i}"] for i in range(n)]
-            node = jax.tree_util.tree_map(
-                lambda *a, k=record.layer_axis: np.stack([np.asarray(x) for x in a], axis=k),
-                *layers,
-            )
-        elif record.form is Form.STACKED and record.layer_axis != stack.layer_axis:
-            node = jax.tree_util.tree_map(
-                lambda a, j=stack.layer_axis, k=record.layer_axis: np.moveaxis(np.asarray(a), j, k),
-                node,
-            )
-        params = _with_subtree(params, stack.path, node)
+        params = to_form(params, find_stack(params, stack), record)
     return params
 
 
@@ -131,8 +101,9 @@ def _disk_key(path: str, layout: Layout | None) -> str:
     for record in layout.stacks if layout else ():
         head = [p for p in record.path.split("/") if p]
         if record.form is Form.UNROLLED and parts[: len(head)] == head and len(parts) > len(head):
-            if parts[len(head)].startswith("layers_"):
-                parts[len(head)] = parts[len(head)][len("layers_") :]
+            index = layer_index(parts[len(head)])
+            if index is not None:
+                parts[len(head)] = str(index)
     return ".".join(parts)
 
 

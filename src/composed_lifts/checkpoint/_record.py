@@ -1,6 +1,7 @@
-"""The layout a checkpoint records: for every stack in the tree its path, number of layers,
-form (stacked or unrolled), layer axis, ensemble size and dtypes, plus the key map used
-and the library's version. It travels as one JSON string in the file's metadata.
+"""The layout a checkpoint records: for every stack in the tree its
+:class:`~composed_lifts.layout.Stack` (path, number of layers, form, layer axis, ensemble
+size) and dtypes, plus the key map used and the library's version. It travels as one JSON
+string in the file's metadata.
 """
 
 from __future__ import annotations
@@ -8,25 +9,20 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
+import jax
 import numpy as np
 
-from .._errors import CheckpointFormatError, StackLayoutError
-from .._keymap import KeyMap, Rule, path_str, torch_linear_keymap
+from .._errors import CheckpointFormatError
+from .._keymap import KeyMap, Rule, torch_linear_keymap
+from ..layout import Form, Stack, as_stacks, find_stacks, subtree
 
 __all__ = ["Form", "KeyMapName", "Layout", "Stack", "StackRecord", "keymap_for", "record_stacks"]
 
 LAYOUT_KEY = "composed_lifts.layout"
 CHECKSUMS_KEY = "composed_lifts.xxh3_64"
 FORMAT_VERSION = 1
-
-
-class Form(enum.Enum):
-    """How a stack's layers are stored: one tensor per leaf with a layer axis, or per layer."""
-
-    STACKED = "stacked"
-    UNROLLED = "unrolled"
 
 
 class KeyMapName(enum.Enum):
@@ -37,23 +33,13 @@ class KeyMapName(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
-class Stack:
-    """Where a stack lies in a tree (``/``-joined ``path``, ``""`` for the whole tree) and
-    where its layer axis is; ``ensemble``: axis 0 holds one stack per example."""
+class StackRecord(Stack):
+    """A stack as a checkpoint records it: every field of the :class:`~composed_lifts.layout.Stack`
+    measured (for an unrolled file, ``layer_axis`` is where the layers were), and its dtypes."""
 
-    path: str = ""
-    layer_axis: int = 0
-    ensemble: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class StackRecord:
-    path: str
-    num_layers: int
-    form: Form
-    layer_axis: int  # the stacked tensors' layer axis (for an unrolled file: where it was)
-    ensemble_size: int | None
-    dtypes: tuple[str, ...]
+    num_layers: int = 1
+    form: Form = Form.STACKED
+    dtypes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,89 +90,29 @@ class Layout:
             ) from None
 
 
-def subtree(tree, path: str):
-    node = tree
-    for part in [p for p in path.split("/") if p]:
-        if not isinstance(node, Mapping) or part not in node:
-            raise StackLayoutError(
-                f"stack path {path!r} is not in the tree (no {part!r})",
-                "name stacks by their '/'-joined dict keys, e.g. Stack('params/decoder')",
-            )
-        node = node[part]
-    return node
-
-
-def unrolled_layers(node) -> int | None:
-    """N when ``node`` is ``{"layers_0": ..., "layers_{N-1}": ...}``, else None."""
-    if not isinstance(node, Mapping) or not node:
-        return None
-    if set(node) == {f"layers_{i}" for i in range(len(node))}:
-        return len(node)
-    return None
-
-
 def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[StackRecord, ...]:
     """The record of each stack as found in ``tree`` (stored in ``form``, default: as found)."""
-    import jax
-
     records = []
-    for stack in stacks:
-        node = subtree(tree, stack.path)
-        leaves = jax.tree_util.tree_flatten_with_path(node)[0]
-        if not leaves:
-            raise StackLayoutError(
-                f"stack {stack.path!r} holds no arrays", "name a subtree that holds the layers"
-            )
-        dtypes = tuple(sorted({np.dtype(leaf.dtype).name for _, leaf in leaves}))
-        unrolled = unrolled_layers(node)
-        first = node["layers_0"] if unrolled is not None else node
-        counts: dict[int, str] = {}
-        sizes: dict[int, str] = {}
-        for p, leaf in jax.tree_util.tree_flatten_with_path(first)[0]:
-            shape = np.shape(leaf)
-            name = "/".join(x for x in (stack.path, path_str(p)) if x)
-            rank_needed = max(
-                stack.layer_axis if unrolled is None else -1, 0 if stack.ensemble else -1
-            )
-            if len(shape) <= rank_needed:
-                raise StackLayoutError(
-                    f"stacked leaf {name!r} has shape {shape}, with no layer axis "
-                    f"{stack.layer_axis}",
-                    f"pass Stack({stack.path!r}, layer_axis=...) with the axis that holds the "
-                    f"layers",
-                )
-            if unrolled is None:
-                counts.setdefault(shape[stack.layer_axis], name)
-            if stack.ensemble:
-                sizes.setdefault(shape[0], name)
-        for what, found in ((f"layers on axis {stack.layer_axis}", counts), ("members", sizes)):
-            if len(found) > 1:
-                seen = ", ".join(f"{name!r} has {n}" for n, name in found.items())
-                raise StackLayoutError(
-                    f"leaves of stack {stack.path!r} disagree on the number of {what}: {seen}",
-                    "give every leaf of a stack the same number",
-                )
-        num = unrolled if unrolled is not None else next(iter(counts))
-        found_form = Form.UNROLLED if unrolled is not None else Form.STACKED
-        size = next(iter(sizes)) if sizes else None
-        records.append(
-            StackRecord(stack.path, int(num), form or found_form, stack.layer_axis, size, dtypes)
-        )
+    for found in find_stacks(tree, stacks):
+        leaves = jax.tree_util.tree_leaves(subtree(tree, found.path))
+        dtypes = tuple(sorted({np.dtype(leaf.dtype).name for leaf in leaves}))
+        fields = {f.name: getattr(found, f.name) for f in dataclasses.fields(Stack)}
+        records.append(StackRecord(**{**fields, "form": form or found.form}, dtypes=dtypes))
     return tuple(records)
 
 
-def keymap_for(name: KeyMapName, paths: Sequence[str], layer_axis: int) -> KeyMap:
-    """The key map from a tree with stacks at ``paths`` (stacked at ``layer_axis``, or
-    unrolled as ``layers_{i}``) to per-layer keys ``{stack}.{i}.{rest}``."""
+def keymap_for(name: KeyMapName, stacks, layer_axis: int) -> KeyMap:
+    """The key map from a tree with ``stacks`` (``Stack`` values or paths; stacked at
+    ``layer_axis``, or unrolled as ``layers_{i}``) to per-layer keys ``{stack}.{i}.{rest}``."""
+    stacks = as_stacks(tuple(stacks))
     if name is KeyMapName.TORCH:
-        return torch_linear_keymap(tuple(paths), layer_axis=layer_axis)
+        return torch_linear_keymap(stacks, layer_axis=layer_axis)
     rules = []
-    for path in paths:
-        head = f"{path}/" if path else ""
-        prefix = f"{path.replace('/', '.')}." if path else ""
+    for stack in stacks:
+        head = f"{stack.path}/" if stack.path else ""
         rules += [
-            Rule(f"{head}layers_{{i}}/{{*rest}}", f"{prefix}{{i}}.{{rest}}"),
-            Rule(f"{head}{{*rest}}", f"{prefix}{{i}}.{{rest}}"),
+            Rule(f"{stack.layer_path('{i}')}/{{*rest}}", f"{stack.layer_key('{i}')}{{rest}}"),
+            Rule(f"{head}{{*rest}}", f"{stack.layer_key('{i}')}{{rest}}"),
         ]
     rules.append(Rule("{*rest}", "{rest}"))
     return KeyMap(tuple(rules), layer_axis=layer_axis)

@@ -20,39 +20,11 @@ from .. import __version__
 from .._arguments import describe_value
 from .._errors import ArgumentTypeError, KeyMapError, StackLayoutError
 from .._keymap import _leaves, _plan, _to_file
-from ._record import (
-    LAYOUT_KEY,
-    Form,
-    KeyMapName,
-    Layout,
-    Stack,
-    keymap_for,
-    record_stacks,
-    subtree,
-    unrolled_layers,
-)
+from ..layout import as_stacks, layer_tree, subtree, unrolled_count
+from ._record import LAYOUT_KEY, Form, KeyMapName, Layout, Stack, keymap_for, record_stacks
 from ._safetensors import DiskTensor, write_safetensors
 
 __all__ = ["save"]
-
-
-def normalize_stacks(stacks) -> tuple[Stack, ...]:
-    if isinstance(stacks, (str, Stack)):
-        stacks = (stacks,)
-    out = []
-    for s in stacks:
-        if isinstance(s, str):
-            s = Stack(s)
-        if not isinstance(s, Stack):
-            raise ArgumentTypeError(
-                "stacks", "a sequence of Stack(...) or '/'-joined paths", describe_value(s)
-            )
-        out.append(s)
-    return tuple(out)
-
-
-def _in(path: str, stack: str) -> bool:
-    return stack == "" or path == stack or path.startswith(stack + "/")
 
 
 def _one_layer(entry, arrays, layer_axis: int, i: int) -> Iterator[np.ndarray]:
@@ -66,14 +38,13 @@ def _stacked_tensors(tree, stacks: Sequence[Stack], records, disk_axis: int) -> 
     taken: set[str] = set()
     for stack, record in zip(stacks, records):
         node = subtree(tree, stack.path)
-        n = unrolled_layers(node)
-        per_layer = node["layers_0"] if n is not None else node
-        for path, leaf in _leaves(per_layer):
+        n = unrolled_count(node)
+        for path, leaf in _leaves(layer_tree(node)):
             full = "/".join(x for x in (stack.path, path) if x)
             if n is not None:
-                layers = [np.asarray(_get(node[f"layers_{i}"], path)) for i in range(n)]
+                layers = [np.asarray(subtree(tree, f"{stack.layer_path(i)}/{path}")) for i in range(n)]
                 shape, dtype = layers[0].shape, layers[0].dtype
-                taken.update(f"{stack.path}/layers_{i}/{path}".lstrip("/") for i in range(n))
+                taken.update(f"{stack.layer_path(i)}/{path}" for i in range(n))
             else:
                 src = stack.layer_axis
                 shape = np.shape(leaf)[:src] + np.shape(leaf)[src + 1 :]
@@ -96,15 +67,9 @@ def _stacked_tensors(tree, stacks: Sequence[Stack], records, disk_axis: int) -> 
                 )
             )
     for path, leaf in _leaves(tree):
-        if path not in taken and not any(_in(path, s.path) for s in stacks):
+        if path not in taken and not any(s.contains(path) for s in stacks):
             tensors.append(_whole(path.replace("/", "."), leaf))
     return tensors
-
-
-def _get(tree, path: str):
-    for part in path.split("/"):
-        tree = tree[part]
-    return tree
 
 
 def _producer(leaf, layers, src: int, dst: int):
@@ -141,7 +106,7 @@ def _one_axis(records) -> int:
 
 def _unrolled_tensors(tree, stacks: Sequence[Stack], keymap_name: KeyMapName) -> list[DiskTensor]:
     axis = _one_axis(stacks)
-    keymap = keymap_for(keymap_name, [s.path for s in stacks], axis)
+    keymap = keymap_for(keymap_name, stacks, axis)
     arrays = dict(_leaves(tree))
     tensors = []
     for entry in _plan(tree, keymap):
@@ -171,7 +136,7 @@ def save(
 ) -> None:
     """Save ``params`` to ``path`` with its layout recorded.
 
-    ``stacks`` names where the tree's stacks are (``Stack(path, layer_axis, ensemble)`` or
+    ``stacks`` names where the tree's stacks are (``Stack(path, layer_axis, ensemble_size)`` or
     a ``/``-joined path; ``""`` is the whole tree); a stack given as ``layers_0 ...``
     subtrees is unrolled. The file stores them in ``form`` (default: as in the tree) with
     stacked tensors' layer axis at ``layer_axis`` (default: the tree's), under our key
@@ -192,7 +157,7 @@ def save(
         raise ArgumentTypeError(
             "keymap", "a KeyMapName", describe_value(keymap), "e.g. KeyMapName.TORCH"
         )
-    stacks = normalize_stacks(stacks)
+    stacks = as_stacks(stacks)
     records = record_stacks(params, stacks, form)
     chosen = records[0].form if records else Form.STACKED
     if keymap is KeyMapName.TORCH and chosen is Form.STACKED:
@@ -200,7 +165,7 @@ def save(
             "keymap=KeyMapName.TORCH names one tensor per layer", "save with form=Form.UNROLLED"
         )
     if chosen is Form.STACKED and layer_axis is not None:
-        records = tuple(r.__class__(**{**r.__dict__, "layer_axis": layer_axis}) for r in records)
+        records = tuple(r.replace(layer_axis=layer_axis) for r in records)
     if not path.endswith(".safetensors"):
         from ._orbax import save_orbax
 

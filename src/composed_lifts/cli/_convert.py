@@ -111,7 +111,7 @@ def convert(args: argparse.Namespace) -> int:
             "add --to unrolled",
         )
     tree = load(args.input)  # as saved: stacked tensors, or layers_{i} subtrees
-    stacks = [Stack(r.path, r.layer_axis, r.ensemble_size is not None) for r in layout.stacks]
+    stacks = [Stack(r.path, r.layer_axis, r.ensemble_size) for r in layout.stacks]
     total = sum(int(np.asarray(a).nbytes) for a in _leaves(tree))
     bar, progress = _progress(total)
     if bar is not None:

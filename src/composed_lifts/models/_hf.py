@@ -32,9 +32,11 @@ import safetensors.numpy
 from .._errors import ArgumentTypeError, InputFileError, LayoutMismatchError, OutputFileError
 from .._files import atomic_writer
 from .._keymap import KeyMap, Rule, Transpose, iter_state_dict, path_str, read_state
+from ..layout import layer_name
 from ._config import GPT2Config, LlamaConfig, config_from_hf, config_to_hf
 from ._gpt2 import GPT2
 from ._llama import Llama
+from ._sharding_axes import STACKS
 
 __all__ = ["GPT2_KEYMAP", "LLAMA_KEYMAP", "from_hf", "model_for_config", "to_hf"]
 
@@ -43,7 +45,7 @@ def _per_layer(prefix: str, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
     """``rules`` for a layer's params, scanned (``layers/...``) and unrolled (``layers_{i}/...``)."""
     return tuple(
         Rule(where + rule.path, prefix + rule.key, rule.ops)
-        for where in ("layers/", "layers_{i}/")
+        for where in (f"{STACKS[0].path}/", f"{layer_name('{i}')}/")
         for rule in rules
     )
 

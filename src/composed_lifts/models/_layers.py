@@ -17,6 +17,8 @@ import jax.numpy as jnp
 from .._lifts import stack_lifts
 from .._options import StackOptions
 from .._stack_linen import linen_stack
+from ..layout import layer_name
+from ._sharding_axes import STACKS
 
 __all__ = ["apply_layers", "positions_of"]
 
@@ -44,10 +46,10 @@ def _batched(block: type[nn.Module]) -> type[nn.Module]:
 def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, **fields):
     """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method)."""
     if scan:
-        carry, _ = _scanned(block, num_layers)(**fields, name="layers")(carry)
+        carry, _ = _scanned(block, num_layers)(**fields, name=STACKS[0].path)(carry)
         return carry
     for i in range(num_layers):
-        carry, _ = _batched(block)(**fields, name=f"layers_{i}")(carry, None)
+        carry, _ = _batched(block)(**fields, name=layer_name(i))(carry, None)
     return carry
 
 

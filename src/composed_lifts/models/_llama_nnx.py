@@ -16,6 +16,7 @@ from .._convert_nnx import linen_to_nnx
 from .._errors import ArgumentTypeError, LayoutMismatchError
 from .._options import StackOptions
 from .._stack_nnx import nnx_stack
+from ..layout import layer_name
 from ._attention import apply_rotary, causal_attention
 from ._config import LlamaConfig
 from ._layers import positions_of
@@ -104,7 +105,7 @@ def nnx_llama(config: LlamaConfig, params: dict) -> NNXLlama:
             "params",
             f"has top-level keys {sorted(params)}",
             f"the scanned Linen Llama of this config (from_hf(folder)) has {sorted(want)}",
-            "stack unrolled params (layers_0, ...) with composed_lifts.stack_params",
+            f"stack unrolled params ({layer_name(0)}, ...) with composed_lifts.stack_params",
         )
     model = NNXLlama(config, rngs=nnx.Rngs(0))
     model.layers = linen_to_nnx({"params": params["layers"]}, model.layers)

@@ -9,12 +9,13 @@ ensemble, are named by the stack). Map the names onto a mesh with
 
 from __future__ import annotations
 
+from ..layout import Stack
 from ._config import GPT2Config, LlamaConfig
 
 __all__ = ["GPT2_PARAM_AXES", "LLAMA_PARAM_AXES", "STACKS", "param_axes"]
 
-STACKS = ("layers",)
-"""Where the models' stacked layers are in their params."""
+STACKS = (Stack("layers"),)
+"""Where the models' stacked layers are in their params (``params/layers``, scanned)."""
 
 LLAMA_PARAM_AXES = (
     (r"embed_tokens.*embedding", ("vocab", "embed")),

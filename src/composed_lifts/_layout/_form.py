@@ -1,10 +1,9 @@
-"""Exact conversions between the stacked and the unrolled layout: ``unstack_params`` / ``stack_params``.
+"""Changing a stack's form: ``unstack_params`` / ``stack_params`` for one stack's subtree, and
+``to_form`` for stacks nested anywhere in a tree (form and layer axis at once).
 
-A stacked tree has a leading layer axis N (after an ensemble axis, ``axis=1``);
-the unrolled layout is N per-layer trees named ``layers_0 ... layers_{N-1}``.
-Conversions only slice and stack arrays, so round trips are exact (``==``).
-They act on plain (unboxed) trees: apply ``flax.linen.meta.unbox`` to trees made
-with ``nn.with_partitioning`` first.
+Conversions only slice, stack and move axes, so round trips are exact (``==``). NumPy
+leaves stay NumPy, JAX leaves stay JAX. They act on plain (unboxed) trees: apply
+``flax.linen.meta.unbox`` to trees made with ``nn.with_partitioning`` first.
 """
 
 from __future__ import annotations
@@ -14,31 +13,37 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._arguments import check_integer
-from ._errors import ArgumentTypeError, LayoutMismatchError
+from .._arguments import check_integer
+from .._errors import ArgumentTypeError, LayoutMismatchError, StackLayoutError
+from ._stack import Form, Stack, layer_name, subtree, unrolled_count, with_subtree
 
-__all__ = ["layer_names", "stack_params", "unstack_params"]
+__all__ = ["stack_params", "to_form", "unstack_params"]
 
 
 def _flat(tree):
     return jax.tree_util.tree_flatten_with_path(tree)[0]
 
 
-def layer_names(layers: Mapping, num_layers: int, *, prefix: str = "layers_") -> list[str]:
+def _xp(*leaves):
+    return np if all(isinstance(a, (np.ndarray, np.generic)) for a in leaves) else jnp
+
+
+def layer_names(layers: Mapping, num_layers: int) -> list[str]:
     """``["layers_0", ..., "layers_{N-1}"]``, checked to be exactly the keys of ``layers``."""
-    names = [f"{prefix}{i}" for i in range(num_layers)]
+    names = [layer_name(i) for i in range(num_layers)]
     if set(layers) != set(names):
         raise LayoutMismatchError(
             "layers",
             f"has the keys {sorted(layers)}",
-            f"it must have exactly the keys {prefix}0 ... {prefix}{num_layers - 1}",
+            f"it must have exactly the keys {names[0]} ... {names[-1]}",
             "make them with unstack_params",
         )
     return names
 
 
-def unstack_params(tree: Any, *, axis: int = 0, prefix: str = "layers_") -> dict[str, Any]:
+def unstack_params(tree: Any, *, axis: int = 0) -> dict[str, Any]:
     """Split a stacked tree along ``axis`` into ``{"layers_0": tree_0, ...}``.
 
     >>> import jax.numpy as jnp
@@ -73,12 +78,12 @@ def unstack_params(tree: Any, *, axis: int = 0, prefix: str = "layers_") -> dict
     (num_layers,) = sizes
     index = (slice(None),) * axis
     return {
-        f"{prefix}{i}": jax.tree_util.tree_map(lambda a, i=i: a[index + (i,)], tree)
+        layer_name(i): jax.tree_util.tree_map(lambda a, i=i: a[index + (i,)], tree)
         for i in range(num_layers)
     }
 
 
-def stack_params(layers: Mapping[str, Any], *, axis: int = 0, prefix: str = "layers_") -> Any:
+def stack_params(layers: Mapping[str, Any], *, axis: int = 0) -> Any:
     """Stack ``{"layers_0": tree_0, ...}`` into one tree with the layer axis at ``axis``.
 
     The inverse of :func:`unstack_params`: every layer must have the same tree
@@ -87,9 +92,9 @@ def stack_params(layers: Mapping[str, Any], *, axis: int = 0, prefix: str = "lay
     axis = check_integer("axis", axis, minimum=0)
     if not isinstance(layers, Mapping) or not layers:
         raise ArgumentTypeError(
-            "layers", f"a non-empty mapping {{'{prefix}0': tree, ...}}", repr(layers)
+            "layers", f"a non-empty mapping {{'{layer_name(0)}': tree, ...}}", repr(layers)
         )
-    names = layer_names(layers, len(layers), prefix=prefix)
+    names = layer_names(layers, len(layers))
     trees = [layers[name] for name in names]
     first = jax.tree_util.tree_structure(trees[0])
     for name, tree in zip(names[1:], trees[1:]):
@@ -107,4 +112,36 @@ def stack_params(layers: Mapping[str, Any], *, axis: int = 0, prefix: str = "lay
                     f"{names[0]}{jax.tree_util.keystr(path)} is {jnp.result_type(a)}{jnp.shape(a)}",
                     "layers must match to be stacked",
                 )
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves, axis=axis), *trees)
+    return jax.tree_util.tree_map(lambda *ls: _xp(*ls).stack(ls, axis=axis), *trees)
+
+
+def to_form(tree: Any, found: Stack, wanted: Stack) -> Any:
+    """``tree`` with the stack ``found`` (as :func:`find_stack` measured it) in ``wanted``'s
+    form and layer axis; the rest of the tree is untouched.
+
+    >>> import numpy as np
+    >>> from composed_lifts.layout import find_stack
+    >>> tree = {"embed": np.zeros(2), "stack": {"w": np.arange(6.0).reshape(3, 2)}}
+    >>> found = find_stack(tree, Stack("stack"))
+    >>> sorted(to_form(tree, found, found.replace(form=Form.UNROLLED))["stack"])
+    ['layers_0', 'layers_1', 'layers_2']
+    """
+    node = subtree(tree, found.path)
+    unrolled = unrolled_count(node) is not None
+    if unrolled is not (found.form is Form.UNROLLED):
+        raise StackLayoutError(
+            f"stack {found.path!r} is {'unrolled' if unrolled else 'stacked'} in the tree, "
+            f"not {found.form}",
+            "measure it with find_stack(tree, stack) first",
+        )
+    if wanted.form is Form.UNROLLED and not unrolled:
+        node = unstack_params(node, axis=found.layer_axis)
+    elif wanted.form is not Form.UNROLLED and unrolled:
+        node = stack_params(node, axis=wanted.layer_axis)
+    elif not unrolled and wanted.layer_axis != found.layer_axis:
+        node = jax.tree_util.tree_map(
+            lambda a: _xp(a).moveaxis(a, found.layer_axis, wanted.layer_axis), node
+        )
+    else:
+        return tree
+    return with_subtree(tree, found.path, node)

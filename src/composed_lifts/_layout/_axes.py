@@ -1,13 +1,13 @@
-"""Exact conversions of stacks nested anywhere in a tree: where the layer axis sits, and
-whether a stack is shared by a batch or one per example.
+"""Where the layer axis sits, and whether a stack is shared by a batch or one per example, for
+stacks nested anywhere in a tree.
 
 ``layer_axis_to(tree, k)`` moves each stacked leaf's layer axis from 0 to ``k`` (MaxText's
 ``param_scan_axis: 1``) and ``layer_axis_from(tree, k)`` moves it back;
 ``shared_to_ensemble(tree, size)`` gives every one of ``size`` examples its own copy of a
 shared stack (``(N, ...)`` -> ``(B, N, ...)``) and ``ensemble_to_shared`` collapses an
-ensemble whose members are all identical. ``stacks`` names the subtrees that are stacks
-by their ``/``-joined paths (``"params/decoder"``; ``""`` is the whole tree); other leaves
-pass through untouched. Arrays are only moved or copied, so round trips are ``==``.
+ensemble whose members are all identical. ``stacks`` names the stacks (``Stack`` values or
+``/``-joined paths, ``""`` for the whole tree); other leaves pass through untouched. Arrays
+are only moved or copied, so round trips are ``==``.
 
 >>> import numpy as np
 >>> tree = {"embed": np.zeros((7, 2)), "stack": {"w": np.arange(24.0).reshape(4, 3, 2)}}
@@ -20,31 +20,37 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
 
-from ._arguments import check_integer
-from ._errors import MembersDifferError, StackLayoutError
-from ._keymap import path_str
+from .._arguments import check_integer
+from .._errors import MembersDifferError, StackLayoutError
+from ._stack import as_stacks, path_str
 
-__all__ = ["ensemble_to_shared", "layer_axis_from", "layer_axis_to", "shared_to_ensemble"]
+__all__ = [
+    "ensemble_to_shared",
+    "layer_axis_from",
+    "layer_axis_to",
+    "map_stacked_leaves",
+    "move_layer_axis",
+    "shared_to_ensemble",
+]
 
 
-def in_stack(path: str, stacks: Sequence[str]) -> bool:
-    """Whether the leaf at ``path`` lies under one of ``stacks`` (``""``: the whole tree)."""
-    return any(s == "" or path == s or path.startswith(s + "/") for s in stacks)
+def _xp(leaf):
+    return np if isinstance(leaf, np.ndarray) else jax.numpy
 
 
-def _map_stacks(fn, tree, stacks: Sequence[str]):
-    if isinstance(stacks, str):
-        stacks = (stacks,)
+def map_stacked_leaves(fn, tree: Any, stacks: Any = ("",)) -> Any:
+    """``fn(path, leaf)`` on every leaf inside one of ``stacks``; other leaves unchanged."""
+    stacks = as_stacks(stacks)
     found = []
 
     def visit(path, leaf):
         name = path_str(path)
-        if not in_stack(name, stacks):
+        if not any(s.contains(name) for s in stacks):
             return leaf
         found.append(name)
         return fn(name, leaf)
@@ -52,13 +58,17 @@ def _map_stacks(fn, tree, stacks: Sequence[str]):
     out = jax.tree_util.tree_map_with_path(visit, tree)
     if not found:
         raise StackLayoutError(
-            f"no leaf lies under stacks={tuple(stacks)!r}",
+            f"no leaf lies under stacks={tuple(s.path for s in stacks)!r}",
             "name the stacks by their '/'-joined paths in the tree, e.g. stacks=('params/decoder',)",
         )
     return out
 
 
-def _move(tree, source: int, destination: int, stacks) -> object:
+def move_layer_axis(tree: Any, source: int, destination: int, *, stacks: Any = ("",)) -> Any:
+    """Move every stacked leaf's layer axis from ``source`` to ``destination``."""
+    source = check_integer("source", source, minimum=0)
+    destination = check_integer("destination", destination, minimum=0)
+
     def move(name, leaf):
         if np.ndim(leaf) <= max(source, destination):
             raise StackLayoutError(
@@ -66,39 +76,34 @@ def _move(tree, source: int, destination: int, stacks) -> object:
                 f"{max(source, destination)}",
                 "leave leaves that are not part of the stack out of stacks=",
             )
-        return (
-            np.moveaxis(leaf, source, destination)
-            if isinstance(leaf, np.ndarray)
-            else (jax.numpy.moveaxis(leaf, source, destination))
-        )
+        return _xp(leaf).moveaxis(leaf, source, destination)
 
-    return _map_stacks(move, tree, stacks)
+    return map_stacked_leaves(move, tree, stacks)
 
 
-def layer_axis_to(tree, position: int, *, stacks: Sequence[str] = ("",)):
+def layer_axis_to(tree: Any, position: int, *, stacks: Any = ("",)) -> Any:
     """Move every stacked leaf's layer axis from 0 to ``position``."""
     position = check_integer("position", position, minimum=0)
-    return _move(tree, 0, position, stacks)
+    return move_layer_axis(tree, 0, position, stacks=stacks)
 
 
-def layer_axis_from(tree, position: int, *, stacks: Sequence[str] = ("",)):
+def layer_axis_from(tree: Any, position: int, *, stacks: Any = ("",)) -> Any:
     """Move every stacked leaf's layer axis from ``position`` back to 0 (inverse of :func:`layer_axis_to`)."""
     position = check_integer("position", position, minimum=0)
-    return _move(tree, position, 0, stacks)
+    return move_layer_axis(tree, position, 0, stacks=stacks)
 
 
-def shared_to_ensemble(tree, size: int, *, stacks: Sequence[str] = ("",)):
+def shared_to_ensemble(tree: Any, size: int, *, stacks: Any = ("",)) -> Any:
     """Give each of ``size`` examples its own copy of the shared stacks: ``(N, ...)`` -> ``(B, N, ...)``."""
     size = check_integer("size", size, minimum=1)
 
     def broadcast(name, leaf):
-        xp = np if isinstance(leaf, np.ndarray) else jax.numpy
-        return xp.repeat(leaf[None], size, axis=0)
+        return _xp(leaf).repeat(leaf[None], size, axis=0)
 
-    return _map_stacks(broadcast, tree, stacks)
+    return map_stacked_leaves(broadcast, tree, stacks)
 
 
-def ensemble_to_shared(tree, *, stacks: Sequence[str] = ("",)):
+def ensemble_to_shared(tree: Any, *, stacks: Any = ("",)) -> Any:
     """Drop the ensemble axis ``(B, N, ...)`` -> ``(N, ...)`` when every member is identical.
 
     Raises :class:`~composed_lifts.errors.MembersDifferError` naming the first leaf and
@@ -119,9 +124,8 @@ def ensemble_to_shared(tree, *, stacks: Sequence[str] = ("",)):
             else first.view(f"u{first.dtype.itemsize}")
         )
         for b in range(1, host.shape[0]):
-            member = host[b]
-            if not np.array_equal(member.view(bits.dtype), bits):
+            if not np.array_equal(host[b].view(bits.dtype), bits):
                 raise MembersDifferError(name, b)
         return leaf[0]
 
-    return _map_stacks(collapse, tree, stacks)
+    return map_stacked_leaves(collapse, tree, stacks)
