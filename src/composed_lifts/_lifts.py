@@ -35,6 +35,7 @@ __all__ = [
     "LiftOrder",
     "LiftParams",
     "Lifts",
+    "Spelling",
     "batch_params",
     "derive_lifts",
     "stack_lifts",
@@ -55,6 +56,20 @@ class LiftOrder(enum.Enum):
     VMAP_OF_SCAN = "vmap-of-scan"
     SCAN_OF_VMAP = "scan-of-vmap"
     SCAN_ONLY = "scan-only"
+
+
+class Spelling(enum.Enum):
+    """How much of the lifts' keyword arguments a recipe writes out.
+
+    - ``PARAMS_ONLY``: entries for the ``params`` collection only, as the seed's recipe
+      writes them (``variable_axes={"params": 0}, split_rngs={"params": True}``): no
+      ``metadata_params``, no other collection or RNG stream lifted.
+    - ``COMPLETE``: as :func:`~composed_lifts.linen_stack` builds them: every other
+      collection and RNG stream lifted too, and partition names in ``metadata_params``.
+    """
+
+    PARAMS_ONLY = "params-only"
+    COMPLETE = "complete"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +198,28 @@ class Lifts:
         """The scan's axis for ``collection`` (``None``: broadcast, one value for every layer)."""
         if collection in _broadcast(self.scan):
             return None
-        return _axis(self.scan["variable_axes"], collection)
+        return _axis(self.scan.get("variable_axes", {}), collection)
+
+    def lifted(self, collection: str) -> bool:
+        """Whether every lift names ``collection`` (or all collections, ``True``)."""
+        lifts = [self.scan] + ([] if self.vmap is None else [self.vmap])
+        return all(
+            collection in _broadcast(k) or {collection, True} & set(k.get("variable_axes", {}))
+            for k in lifts
+        )
+
+    def unnamed_param_axes(self) -> list[str]:
+        """The lifts (``"nn.scan"``, ``"nn.vmap"``) that give params a new axis without a
+        partition name in ``metadata_params``: Flax refuses to move a param made with
+        ``nn.with_partitioning`` through them."""
+        lifts = [("nn.scan", self.scan, self.layer_axis("params"))]
+        if self.vmap is not None:
+            lifts.append(("nn.vmap", self.vmap, self.batch_axis("params")))
+        return [
+            name
+            for name, kwargs, axis in lifts
+            if axis is not None and nn.PARTITION_NAME not in kwargs.get("metadata_params", {})
+        ]
 
     def leading_axes(self, collection: str) -> int:
         """How many leading axes the lifts add to the leaves of ``collection``."""
@@ -215,6 +251,7 @@ def derive_lifts(
     xs_per_example: bool = False,
     reverse: bool = False,
     unroll: int = 1,
+    spelling: Spelling = Spelling.COMPLETE,
 ) -> Lifts:
     """The keyword arguments of ``nn.scan`` and ``nn.vmap`` for a stack of ``num_layers`` layers.
 
@@ -224,36 +261,44 @@ def derive_lifts(
     :data:`DEFAULT_COLLECTION_AXES` overridden by ``collection_axes`` (every other
     collection per example); other RNG streams are split by both lifts. Partition
     metadata (``nn.with_partitioning``) gets the axis names, ``None`` included:
-    Flax needs ``metadata_params`` to move such a param at all.
+    Flax needs ``metadata_params`` to move such a param at all. With
+    ``spelling=Spelling.PARAMS_ONLY`` only the params entries are written, as the
+    seed's recipe writes them.
     """
+    complete = spelling is Spelling.COMPLETE
+    rest = {True: 0} if complete else {}
     scan_kwargs: dict[str, Any] = {}
     if scan.variable_axis is None:  # weight tying: Flax wants a broadcast, not an axis of None
-        scan_kwargs["variable_axes"] = {True: 0}
+        if rest:
+            scan_kwargs["variable_axes"] = rest
         scan_kwargs["variable_broadcast"] = "params"
     else:
-        scan_kwargs["variable_axes"] = {"params": scan.variable_axis, True: 0}
-    scan_kwargs["split_rngs"] = {"params": scan.split_rngs, True: True}
+        scan_kwargs["variable_axes"] = {"params": scan.variable_axis, **rest}
+    scan_kwargs["split_rngs"] = {"params": scan.split_rngs, **({True: True} if complete else {})}
     scan_kwargs.update(length=num_layers, in_axes=(0, 0) if layer_index else 0, out_axes=0)
     if reverse:  # Flax's defaults are left out of the printed line
         scan_kwargs["reverse"] = True
     if unroll != 1:
         scan_kwargs["unroll"] = unroll
-    scan_kwargs["metadata_params"] = {nn.PARTITION_NAME: layer_axis_name}
+    if complete:
+        scan_kwargs["metadata_params"] = {nn.PARTITION_NAME: layer_axis_name}
     if order is LiftOrder.SCAN_ONLY:
         return Lifts(order, scan_kwargs, None)
     variable_axes: dict[Any, int | None] = {"params": vmap.variable_axis}
-    variable_axes.update(DEFAULT_COLLECTION_AXES)
-    variable_axes.update(dict(collection_axes))
-    variable_axes[True] = 0
+    if complete:
+        variable_axes.update(DEFAULT_COLLECTION_AXES)
+        variable_axes.update(dict(collection_axes))
+        variable_axes[True] = 0
     xs_axis = 0 if xs_per_example else None
-    vmap_kwargs = {
+    vmap_kwargs: dict[str, Any] = {
         "variable_axes": variable_axes,
-        "split_rngs": {"params": vmap.split_rngs, True: True},
+        "split_rngs": {"params": vmap.split_rngs, **({True: True} if complete else {})},
         "in_axes": (0, xs_axis, None) if layer_index else (0, xs_axis),
         "out_axes": 0,
         "axis_name": batch_axis_name,
-        "metadata_params": {nn.PARTITION_NAME: batch_axis_name},
     }
+    if complete:
+        vmap_kwargs["metadata_params"] = {nn.PARTITION_NAME: batch_axis_name}
     if spmd_axis_name is not None:  # left out of the printed line when unset, as Flax's default
         vmap_kwargs["spmd_axis_name"] = spmd_axis_name
     return Lifts(order, scan_kwargs, vmap_kwargs)

@@ -25,6 +25,7 @@ from ._roles import probe_sizes as probe_sizes
 from ._spec import Composition as Composition
 from ._spec import LiftOrder as LiftOrder
 from ._spec import LiftParams as LiftParams
+from ._spec import Spelling as Spelling
 from ._spec import compose as compose
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "OrderComparison",
     "Pitfall",
     "Severity",
+    "Spelling",
     "UnrolledTotals",
     "axis_roles",
     "check",

@@ -26,6 +26,7 @@ from ._compare import OrderComparison, compare_lift_orders
 from ._describe import LayoutReport, confused_splits, describe
 from ._inputs import as_block, as_carry, carry_text, check_one_layer, per_example
 from ._spec import Composition, LiftOrder, as_composition
+from ._written import Unlifted, unlifted_variables
 
 __all__ = ["CheckReport", "Finding", "Pitfall", "Severity", "check"]
 
@@ -54,6 +55,8 @@ class Pitfall(enum.Enum):
     ENSEMBLE_WITHOUT_SPLIT = "ensemble-without-split"
     SHARED_BY_ACCIDENT = "shared-by-accident"
     LIFT_ORDER_REVERSED = "lift-order-reversed"
+    PARTITION_NAME_MISSING = "partition-name-missing"
+    COLLECTION_NOT_LIFTED = "collection-not-lifted"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,6 +304,9 @@ def check(
     except BlockOutputError as err:
         fix = "end the block's __call__ with `return carry, None` (or `return carry, y`)"
         return report((Finding(Pitfall.BLOCK_OUTPUT, Severity.ERROR, str(err), fix),), None)
+    unlifted = unlifted_variables(spec, composition, abstract)
+    if unlifted:
+        return report(tuple(_written_findings(spec.name, composition, unlifted)), None)
     layout = describe(block, composition, carry)
     findings = _layer_findings(composition, layout) + _ensemble_findings(composition, layout)
     comparison = None
@@ -382,3 +388,55 @@ def _call_finding(spec, abstract, composition, err: BlockCallError) -> Finding:
         "make the block accept the carry (and return one of the same shape and dtype), or "
         "describe it with a carry it takes",
     )
+
+
+def _name(name: str | None) -> str:
+    return "None" if name is None else f'"{name}"'
+
+
+def _written_findings(block: str, c: Composition, unlifted: Unlifted) -> list[Finding]:
+    """The faults of the recipe as written that Flax raises on (``Spelling.PARAMS_ONLY``)."""
+    findings = []
+    if unlifted.partitioned is not None:
+        path, names = unlifted.partitioned
+        lifts = " and ".join(unlifted.unnamed_in)
+        adds = {
+            "nn.scan": f"metadata_params={{nn.PARTITION_NAME: {_name(c.layer_axis_name)}}} "
+            f"to the nn.scan",
+            "nn.vmap": f"metadata_params={{nn.PARTITION_NAME: {_name(c.batch_axis_name)}}} "
+            f"to the nn.vmap",
+        }
+        findings.append(
+            Finding(
+                Pitfall.PARTITION_NAME_MISSING,
+                Severity.ERROR,
+                f"{block} names its params' axes with nn.with_partitioning (params/{path} has "
+                f"names {names}), but {lifts} give{'s' if len(unlifted.unnamed_in) == 1 else ''} "
+                f"params a new axis without metadata_params: as written, Flax refuses to move "
+                f"such a param and init fails (PartitioningUnspecifiedError: partition_name is "
+                f"not specified in metadata_params)",
+                "add " + " and ".join(adds[lift] for lift in unlifted.unnamed_in) + ", which "
+                "names the new axis in each param's partition spec (linen_stack does this)",
+            )
+        )
+    for collection, path in unlifted.collections:
+        vmap = (
+            f', and "{collection}": 0 to the nn.vmap\'s (per example; or "{collection}": None '
+            f'for one set shared by the batch, with the block\'s BatchNorm(axis_name='
+            f'{_name(c.batch_axis_name)}) so that its statistics are averaged over the batch)'
+            if c.batched
+            else ""
+        )
+        findings.append(
+            Finding(
+                Pitfall.COLLECTION_NOT_LIFTED,
+                Severity.ERROR,
+                f"{block} keeps variables in {collection!r} ({path}), but the lifts as written "
+                f"name only 'params', so Flax does not know where {collection!r} goes across the "
+                f"layers{' and the batch' if c.batched else ''}: the recipe fails in Flax when "
+                f"the stack is initialised or applied",
+                f'add "{collection}": 0 to the nn.scan\'s variable_axes (one set per layer)'
+                f"{vmap}; linen_stack lifts every collection",
+            )
+        )
+    return findings

@@ -9,10 +9,13 @@ A :class:`Composition` spells out what the seed's recipe spells out in code::
                                split_rngs={"params": False})
 
 is ``Composition(num_layers=N)``: the order ``LiftOrder.VMAP_OF_SCAN``, the
-scan's ``LiftParams(variable_axis=0, split_rngs=True)`` and the vmap's
-``LiftParams(variable_axis=None, split_rngs=False)``. :func:`compose` builds the
-Linen module class it describes, faults included, so that the doctor can
-evaluate exactly what a user would have written.
+scan's ``LiftParams(variable_axis=0, split_rngs=True)``, the vmap's
+``LiftParams(variable_axis=None, split_rngs=False)``, and ``Spelling.PARAMS_ONLY``
+(the lifts name the params collection only: no ``metadata_params``, no
+``batch_stats``). :func:`compose` builds the Linen module class it describes,
+faults included, so that the doctor evaluates exactly what a user would have
+written; ``Composition.from_options`` describes what ``linen_stack`` builds
+(``Spelling.COMPLETE``).
 """
 
 from __future__ import annotations
@@ -24,10 +27,19 @@ import flax.linen as nn
 
 from .._arguments import check_integer
 from .._errors import ArgumentTypeError
-from .._lifts import PER_LAYER, SHARED, LiftOrder, LiftParams, Lifts, batch_params, derive_lifts
+from .._lifts import (
+    PER_LAYER,
+    SHARED,
+    LiftOrder,
+    LiftParams,
+    Lifts,
+    Spelling,
+    batch_params,
+    derive_lifts,
+)
 from .._options import BatchMode, LayerInputs, StackOptions, collection_axes_pairs, require_options
 
-__all__ = ["Composition", "LiftOrder", "LiftParams", "as_composition", "compose"]
+__all__ = ["Composition", "LiftOrder", "LiftParams", "Spelling", "as_composition", "compose"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +59,18 @@ class Composition:
         ``StackOptions.collection_axes`` (``batch_stats`` shared, others per example).
       layer_axis_name, batch_axis_name: as in ``StackOptions``: the partitioning
         names of the two axes, and the vmap's axis name (for ``BatchNorm(axis_name=...)``).
+      spelling: how much the recipe writes out (:class:`Spelling`): ``PARAMS_ONLY``, the
+        seed's recipe (the default), or ``COMPLETE``, what ``linen_stack`` builds
+        (other collections lifted, partition names in ``metadata_params``).
 
     The lifts it makes are :meth:`lifts` (the derivation ``linen_stack`` uses too),
     and :meth:`recipe` prints them as Flax code that runs as printed:
 
     >>> print(Composition(num_layers=4).recipe("Block"))
+    nn.vmap(nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=4,
+    in_axes=0, out_axes=0), variable_axes={"params": None}, split_rngs={"params": False},
+    in_axes=(0, None), out_axes=0, axis_name="batch")
+    >>> print(Composition(num_layers=4, spelling=Spelling.COMPLETE).recipe("Block"))
     nn.vmap(nn.scan(Block, variable_axes={"params": 0, True: 0}, split_rngs={"params": True, True:
     True}, length=4, in_axes=0, out_axes=0, metadata_params={nn.PARTITION_NAME: "layers"}),
     variable_axes={"params": None, "batch_stats": None, True: 0}, split_rngs={"params": False, True:
@@ -67,12 +86,13 @@ class Composition:
     collection_axes: Mapping[str, int | None] | tuple = ()
     layer_axis_name: str | None = "layers"
     batch_axis_name: str = "batch"
+    spelling: Spelling = Spelling.PARAMS_ONLY
 
     def __post_init__(self) -> None:
         check_integer("Composition.num_layers", self.num_layers, minimum=1)
         pairs = collection_axes_pairs("Composition.collection_axes", self.collection_axes)
         object.__setattr__(self, "collection_axes", pairs)
-        for name, cls in (("order", LiftOrder), ("intent", BatchMode)):
+        for name, cls in (("order", LiftOrder), ("intent", BatchMode), ("spelling", Spelling)):
             value = getattr(self, name)
             if not isinstance(value, cls):
                 choices = ", ".join(f"{cls.__name__}.{m.name}" for m in cls)
@@ -116,6 +136,7 @@ class Composition:
             collection_axes=options.collection_axes,
             layer_axis_name=options.layer_axis_name,
             batch_axis_name=options.batch_axis_name,
+            spelling=Spelling.COMPLETE,
         )
 
     @property
@@ -139,6 +160,7 @@ class Composition:
             collection_axes=self.collection_axes,
             layer_axis_name=self.layer_axis_name,
             batch_axis_name=self.batch_axis_name,
+            spelling=self.spelling,
         )
 
     def recipe(self, block_name: str = "Block") -> str:
