@@ -19,7 +19,7 @@ def test_seed_composition_is_clean(capsys, monkeypatch):
     status, out, err = inspect(capsys, "--layers", "3", "--features", "4", "--batch", "2")
     assert status == 0, err
     assert "Block(features=4), N=3 layers, B=2 examples, carry float32[2, 4]" in out
-    assert 'nn.vmap(nn.scan(Block, variable_axes={"params": 0, True: 0}' in out
+    assert 'nn.vmap(nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}' in out
     assert "kernel  (3, 4, 4)  (N=3, F=4, F=4)" in out and "bias    (3, 4)     (N=3, F=4)" in out
     assert "evaluated again with N=4 and with B=4" in out
     assert "total: 60 params, 240 bytes" in out

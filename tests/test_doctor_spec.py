@@ -1,5 +1,7 @@
 """doctor._spec: the typed composition, its Flax keyword arguments, and compose() against the seed."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 from composed_lifts import BatchMode, Block, StackOptions, seed_model
-from composed_lifts.doctor import Composition, LiftOrder, LiftParams, compose
+from composed_lifts.doctor import Composition, LiftOrder, LiftParams, Spelling, compose
 from composed_lifts.errors import ArgumentRangeError, ArgumentTypeError
 
 
@@ -21,7 +23,13 @@ def test_default_is_the_seed_recipe():
     assert lifts.scan["split_rngs"]["params"] is True
     assert lifts.vmap["variable_axes"]["params"] is None
     assert lifts.vmap["split_rngs"]["params"] is False
-    assert c.recipe("Block").startswith(
+    assert c.recipe("Block") == (  # the seed's recipe as written: params entries only
+        'nn.vmap(nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, '
+        'length=4, in_axes=0, out_axes=0), variable_axes={"params": None}, split_rngs={"params": '
+        'False}, in_axes=(0, None), out_axes=0, axis_name="batch")'
+    )
+    complete = dataclasses.replace(c, spelling=Spelling.COMPLETE)
+    assert complete.recipe("Block").startswith(
         'nn.vmap(nn.scan(Block, variable_axes={"params": 0, True: 0}, split_rngs={"params": True, '
         "True: True}, length=4, in_axes=0, out_axes=0, metadata_params={nn.PARTITION_NAME: "
         '"layers"}), variable_axes={"params": None, "batch_stats": None, True: 0}, '

@@ -19,6 +19,7 @@ from composed_lifts.doctor import (
     LiftParams,
     Pitfall,
     Severity,
+    Spelling,
     check,
     describe,
 )
@@ -37,6 +38,7 @@ KEY = jax.random.PRNGKey(0)
 TIED = LiftParams(variable_axis=None, split_rngs=False)
 NO_SPLIT = LiftParams(variable_axis=0, split_rngs=False)
 ENSEMBLE = LiftParams(variable_axis=0, split_rngs=True)
+COMPLETE = Spelling.COMPLETE  # what linen_stack builds: other collections lifted, axes named
 
 
 def built_from_recipe(report_or_layout, block):
@@ -82,11 +84,11 @@ CASES = {
     ),
     "two-widths": (TwoWidths(features=4, hidden=6), Composition(num_layers=2), (2, 4)),
     "scalar-param": (Gated(features=2), Composition(num_layers=3), (2, 2)),
-    "partitioned": (Partitioned(features=2), Composition(num_layers=2), (3, 2)),
-    "collections": (Collections(features=2), Composition(num_layers=2), (3, 2)),
+    "partitioned": (Partitioned(features=2), Composition(2, spelling=COMPLETE), (3, 2)),
+    "collections": (Collections(features=2), Composition(2, spelling=COMPLETE), (3, 2)),
     "collections-reversed": (
         Collections(features=2),
-        Composition(num_layers=2, order=LiftOrder.SCAN_OF_VMAP),
+        Composition(num_layers=2, order=LiftOrder.SCAN_OF_VMAP, spelling=COMPLETE),
         (3, 2),
     ),
     "collections-options": (
@@ -230,7 +232,7 @@ def test_weight_tying_is_described_with_the_form_flax_accepts(order):
 
 
 def test_partitioned_block_is_described_and_built_without_a_layer_name():
-    layout = describe(Partitioned(features=2), Composition(num_layers=2), (3, 2))
+    layout = describe(Partitioned(features=2), Composition(2, spelling=COMPLETE), (3, 2))
     assert layout.leaf("params/Dense_0/kernel").shape == (2, 2, 2)
     for name in ("layers", None):
         model = linen_stack(Partitioned, StackOptions(num_layers=2, layer_axis_name=name))(

@@ -9,6 +9,10 @@ from composed_lifts import errors
 
 # One construction per class, and words its message must contain (what was seen, and the fix).
 CASES = {
+    "UnliftedVariablesError": (
+        ("PBlock(features=2)", "params/Dense_0/kernel", ("nn.scan",), ("batch_stats",)),
+        ["params/Dense_0/kernel has partition names", "nn.scan", "'batch_stats'", "linen_stack"],
+    ),
     "ArgumentTypeError": (
         ("num_layers", "an integer", "bool True", "pass e.g. num_layers=4"),
         ["num_layers must be an integer, got bool True; pass e.g. num_layers=4"],

@@ -11,6 +11,7 @@ its fix. A failure raises the same class wherever it is found.
 from __future__ import annotations
 
 __all__ = [
+    "UnliftedVariablesError",
     "ArgumentRangeError",
     "ArgumentTypeError",
     "BatchSizeError",
@@ -870,4 +871,44 @@ class UnsupportedConfigError(ComposedLiftsError, ValueError):
             f"config.json: {field} = {seen!r} is not supported (supported: {supported}); "
             f"composed_lifts.models refuses the model rather than load it half right: run it "
             f"with transformers, or use a config without this setting"
+        )
+
+
+# ---------------------------------------------------------------- the doctor: the recipe as written
+
+
+class UnliftedVariablesError(ComposedLiftsError, ValueError):
+    """The lifts as written cannot carry a block's variables, so Flax fails on the recipe:
+    a param made with ``nn.with_partitioning`` given a new axis by a lift without
+    ``metadata_params``, or a collection besides ``params`` (``BatchNorm``'s
+    ``batch_stats``) that a lift does not name. ``doctor.describe`` raises it for such a
+    ``Composition``; ``doctor.check`` reports each as a finding with the fix.
+
+    Attributes: ``block``, ``partitioned`` (a param path, or None), ``unnamed_in`` (the
+    lifts without a partition name), ``collections`` (the collections no lift names).
+    """
+
+    def __init__(
+        self,
+        block: str,
+        partitioned: str | None,
+        unnamed_in: tuple[str, ...],
+        collections: tuple[str, ...],
+    ):
+        self.block, self.partitioned = block, partitioned
+        self.unnamed_in, self.collections = tuple(unnamed_in), tuple(collections)
+        problems = []
+        if partitioned is not None:
+            problems.append(
+                f"{partitioned} has partition names but {' and '.join(self.unnamed_in)} "
+                f"give(s) it a new axis without metadata_params"
+            )
+        if self.collections:
+            names = ", ".join(repr(c) for c in self.collections)
+            problems.append(f"the lifts do not name the collection(s) {names}")
+        super().__init__(
+            f"the lifts as written cannot carry the variables of {block}: "
+            + "; ".join(problems)
+            + ", so Flax fails on this recipe; doctor.check(...) gives the fix for each, or "
+            "build the stack with linen_stack (Composition(spelling=Spelling.COMPLETE))"
         )

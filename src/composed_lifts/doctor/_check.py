@@ -20,7 +20,7 @@ import jax
 
 from .._arguments import check_seed
 from .._block_spec import BlockSpec, block_name
-from .._errors import BlockCallError, BlockOutputError, CarryChangedError
+from .._errors import BlockCallError, BlockOutputError, CarryChangedError, SharedCollectionError
 from .._options import BatchMode, StackOptions
 from ._compare import OrderComparison, compare_lift_orders
 from ._describe import LayoutReport, confused_splits, describe
@@ -57,6 +57,7 @@ class Pitfall(enum.Enum):
     LIFT_ORDER_REVERSED = "lift-order-reversed"
     PARTITION_NAME_MISSING = "partition-name-missing"
     COLLECTION_NOT_LIFTED = "collection-not-lifted"
+    SHARED_COLLECTION_UPDATED = "shared-collection-updated"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,6 +302,8 @@ def check(
         return report((_carry_finding(spec, abstract, composition, err),), None)
     except BlockCallError as err:
         return report((_call_finding(spec, abstract, composition, err),), None)
+    except SharedCollectionError as err:
+        return report((_shared_finding(spec.name, composition, err),), None)
     except BlockOutputError as err:
         fix = "end the block's __call__ with `return carry, None` (or `return carry, y`)"
         return report((Finding(Pitfall.BLOCK_OUTPUT, Severity.ERROR, str(err), fix),), None)
@@ -440,3 +443,20 @@ def _written_findings(block: str, c: Composition, unlifted: Unlifted) -> list[Fi
             )
         )
     return findings
+
+
+def _shared_finding(block: str, c: Composition, err: SharedCollectionError) -> Finding:
+    names = ", ".join(repr(name) for name in err.collections)
+    first = err.collections[0]
+    return Finding(
+        Pitfall.SHARED_COLLECTION_UPDATED,
+        Severity.ERROR,
+        f"{block} updates {names} per example when applied, but the vmap shares "
+        f"{'it' if len(err.collections) == 1 else 'them'} across the batch (variable_axes "
+        f"{{{first!r}: None}}): every example computes its own update of one shared value, so "
+        f"the stack fails at apply in Flax",
+        f"reduce across the batch inside the block (nn.BatchNorm(axis_name="
+        f"{_name(c.batch_axis_name)})), or keep one copy per example: \"{first}\": 0 in the "
+        f"nn.vmap's variable_axes (StackOptions(collection_axes={{{first!r}: 0}}) for "
+        f"linen_stack)",
+    )

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from .._block_spec import block_name
-from .._errors import ConfusedSplitError
+from .._errors import ConfusedSplitError, UnliftedVariablesError
 from .._options import StackOptions
 from ._inputs import (
     BlockSpec,
@@ -29,6 +29,7 @@ from ._inputs import (
 )
 from ._roles import AxisRole, axis_roles, probe_sizes
 from ._spec import Composition, as_composition, compose
+from ._written import unlifted_variables
 
 __all__ = [
     "LayoutReport",
@@ -195,6 +196,8 @@ def describe(
     Raises:
       ConfusedSplitError: a lift splits the params RNG without a params axis to hold it.
       CarryChangedError: one layer changes the carry's shape (``x.shape[-1] != features``).
+      UnliftedVariablesError: the lifts as written cannot carry the block's variables
+        (partition names without ``metadata_params``, a collection no lift names).
       BlockOutputError, MissingRngError, LayoutProbeError.
 
     >>> from composed_lifts import Block
@@ -213,6 +216,14 @@ def describe(
     if faults:
         raise faults[0]
     check_one_layer(spec, abstract, composition)
+    unlifted = unlifted_variables(spec, composition, abstract)
+    if unlifted:
+        raise UnliftedVariablesError(
+            spec.text(),
+            None if unlifted.partitioned is None else f"params/{unlifted.partitioned[0]}",
+            unlifted.unnamed_in,
+            tuple(name for name, _ in unlifted.collections),
+        )
     n = composition.num_layers
     more_n, more_b = probe_sizes(n, batch)
     base = abstract_variables(spec, composition, abstract)

@@ -111,12 +111,24 @@ def check_one_layer(block: BlockSpec, carry, composition: Composition) -> None:
     ``CarryChangedError`` when the carry changes structure, shape or dtype (the
     same probe, :func:`composed_lifts._block_probe.check_block_step`, that the
     stacks run before tracing), and ``BlockCallError`` when the block fails on
-    the carry at all (a residual ``x + Dense(features)(x)`` of another width).
+    the carry at all (a residual ``x + Dense(features)(x)`` of another width), and
+    ``SharedCollectionError`` when an applied layer updates, per example, a collection
+    the composition's vmap shares across the batch (``BatchNorm`` without ``axis_name``).
     """
     key = jax.random.PRNGKey(0)
+    lifts = composition.lifts()
 
     def step(c, x, index):
-        return block.make().init_with_output(key, c, None)[0], {}
+        out, variables = block.make().init_with_output(key, c, None)
+        shared = [
+            name
+            for name in variables
+            if name != "params" and lifts.lifted(name) and lifts.batch_axis(name) is None
+        ]
+        if not (composition.batched and shared):
+            return out, {}
+        out, state = block.make().apply(variables, c, None, mutable=shared)
+        return out, {name: state[name] for name in shared if name in state}
 
     try:
         check_block_step(
@@ -125,6 +137,7 @@ def check_one_layer(block: BlockSpec, carry, composition: Composition) -> None:
             None,
             batched=composition.batched,
             axis_name=composition.batch_axis_name,
+            per_example_state=True,
         )
     except ComposedLiftsError:
         raise
