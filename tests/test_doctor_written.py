@@ -39,7 +39,9 @@ def literal(block, n, *, scan=None, vmap=None):
     vmap_kwargs = {"variable_axes": {"params": None}, "split_rngs": {"params": False}}
     for kwargs, extra in ((scan_kwargs, scan or {}), (vmap_kwargs, vmap or {})):
         for key, value in extra.items():
-            kwargs[key] = {**kwargs[key], **value} if isinstance(value, dict) and key in kwargs else value
+            kwargs[key] = (
+                {**kwargs[key], **value} if isinstance(value, dict) and key in kwargs else value
+            )
     return nn.vmap(nn.scan(block, **scan_kwargs), in_axes=0, out_axes=0, **vmap_kwargs)
 
 

@@ -42,7 +42,9 @@ def _stacked_tensors(tree, stacks: Sequence[Stack], records, disk_axis: int) -> 
         for path, leaf in _leaves(layer_tree(node)):
             full = "/".join(x for x in (stack.path, path) if x)
             if n is not None:
-                layers = [np.asarray(subtree(tree, f"{stack.layer_path(i)}/{path}")) for i in range(n)]
+                layers = [
+                    np.asarray(subtree(tree, f"{stack.layer_path(i)}/{path}")) for i in range(n)
+                ]
                 shape, dtype = layers[0].shape, layers[0].dtype
                 taken.update(f"{stack.layer_path(i)}/{path}" for i in range(n))
             else:

@@ -423,10 +423,15 @@ def _written_findings(block: str, c: Composition, unlifted: Unlifted) -> list[Fi
             )
         )
     for collection, path in unlifted.collections:
+        shared = (
+            f"with the block's BatchNorm(axis_name={_name(c.batch_axis_name)}) so that its "
+            f"statistics are averaged over the batch"
+            if collection == "batch_stats"
+            else "when the block does not update it per example"
+        )
         vmap = (
             f', and "{collection}": 0 to the nn.vmap\'s (per example; or "{collection}": None '
-            f'for one set shared by the batch, with the block\'s BatchNorm(axis_name='
-            f'{_name(c.batch_axis_name)}) so that its statistics are averaged over the batch)'
+            f"for one set shared by the batch, {shared})"
             if c.batched
             else ""
         )
@@ -456,7 +461,7 @@ def _shared_finding(block: str, c: Composition, err: SharedCollectionError) -> F
         f"{{{first!r}: None}}): every example computes its own update of one shared value, so "
         f"the stack fails at apply in Flax",
         f"reduce across the batch inside the block (nn.BatchNorm(axis_name="
-        f"{_name(c.batch_axis_name)})), or keep one copy per example: \"{first}\": 0 in the "
+        f'{_name(c.batch_axis_name)})), or keep one copy per example: "{first}": 0 in the '
         f"nn.vmap's variable_axes (StackOptions(collection_axes={{{first!r}: 0}}) for "
         f"linen_stack)",
     )

@@ -127,7 +127,7 @@ def check_one_layer(block: BlockSpec, carry, composition: Composition) -> None:
         ]
         if not (composition.batched and shared):
             return out, {}
-        out, state = block.make().apply(variables, c, None, mutable=shared)
+        out, state = block.make().apply(variables, c, None, mutable=True)
         return out, {name: state[name] for name in shared if name in state}
 
     try:
