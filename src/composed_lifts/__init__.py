@@ -18,13 +18,6 @@ from ._keymap import read_state as read_state
 from ._keymap import state_dict_specs as state_dict_specs
 from ._keymap import to_state_dict as to_state_dict
 from ._keymap import torch_linear_keymap as torch_linear_keymap
-from .layout import ensemble_to_shared as ensemble_to_shared
-from .layout import layer_axis_from as layer_axis_from
-from .layout import layer_axis_to as layer_axis_to
-from .layout import path_str as path_str
-from .layout import shared_to_ensemble as shared_to_ensemble
-from .layout import stack_params as stack_params
-from .layout import unstack_params as unstack_params
 from ._mlp_block import MLPBlock as MLPBlock
 from ._options import BatchMode as BatchMode
 from ._options import LayerInputs as LayerInputs
@@ -44,6 +37,13 @@ from ._stack_linen import linen_stack as linen_stack
 from ._tune import TuneReport as TuneReport
 from ._tune import TuneResult as TuneResult
 from ._tune import tune_stack as tune_stack
+from .layout import ensemble_to_shared as ensemble_to_shared
+from .layout import layer_axis_from as layer_axis_from
+from .layout import layer_axis_to as layer_axis_to
+from .layout import path_str as path_str
+from .layout import shared_to_ensemble as shared_to_ensemble
+from .layout import stack_params as stack_params
+from .layout import unstack_params as unstack_params
 
 # The NNX half is imported on first use (PEP 562), so that Linen-only users and the
 # CLI do not pay for importing flax.nnx.
