@@ -18,6 +18,7 @@ import numpy as np
 from .._block_spec import block_name
 from .._errors import ConfusedSplitError, UnliftedVariablesError
 from .._options import StackOptions
+from ..layout import Form, Stack
 from ._inputs import (
     BlockSpec,
     as_block,
@@ -127,6 +128,33 @@ class LayoutReport:
     @property
     def nbytes(self) -> int:
         return sum(leaf.nbytes for leaf in self.leaves)
+
+    def stack(self) -> Stack | None:
+        """The params' layout as a :class:`~composed_lifts.layout.Stack` (path ``"params"`` of
+        the variables), from the probed roles; ``None`` when no one ``Stack`` describes it
+        (weight tying has no layer axis; the reversed ensemble puts its members on axis 1).
+
+        >>> from composed_lifts import Block
+        >>> describe(Block(features=2), Composition(num_layers=3), carry=(4, 2)).stack()
+        Stack(path='params', layer_axis=0, ensemble_size=None, num_layers=3, form=<Form.STACKED: 'stacked'>)
+        """
+        axes, members = set(), set()
+        for leaf in self.leaves:
+            if leaf.path.split("/")[0] != "params":
+                continue
+            roles = list(leaf.roles)
+            axes.add(roles.index(AxisRole.LAYER) if AxisRole.LAYER in roles else None)
+            members.add(roles.index(AxisRole.BATCH) if AxisRole.BATCH in roles else None)
+        axis = axes.pop() if len(axes) == 1 else None
+        if axis is None or members not in ({None}, {0}):
+            return None
+        return Stack(
+            "params",
+            layer_axis=axis,
+            ensemble_size=None if members == {None} else self.batch,
+            num_layers=self.composition.num_layers,
+            form=Form.STACKED,
+        )
 
     def leaf(self, path: str) -> LeafReport:
         """The leaf at ``path`` (``"params/Dense_0/kernel"``)."""
