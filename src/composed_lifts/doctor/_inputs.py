@@ -137,7 +137,6 @@ def check_one_layer(block: BlockSpec, carry, composition: Composition) -> None:
             None,
             batched=composition.batched,
             axis_name=composition.batch_axis_name,
-            per_example_state=True,
         )
     except ComposedLiftsError:
         raise
