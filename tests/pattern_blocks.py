@@ -53,7 +53,7 @@ class GlobalNNX(nnx.Module):
 
 def _indexed(h, x, scale, index):
     h = h * jnp.broadcast_to(scale, h.shape)
-    return x + h, {"index": index.astype(jnp.float32) + 0.0 * h[0], "first": h[0]}
+    return x + h, {"index": index.astype(jnp.float32) + 0.0 * h.reshape(-1)[0], "first": h[0]}
 
 
 class LocalIndexed(nn.Module):

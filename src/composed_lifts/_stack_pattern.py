@@ -41,10 +41,12 @@ from ._pattern import REMAINDER, LayerPattern, kind_key
 from ._stack_linen import linen_stack
 
 __all__ = [
+    "block_spec",
     "check_kinds",
     "join_layers",
     "linen_pattern_stack",
     "part_options",
+    "pattern_stack_class",
     "require_pattern",
     "split_layers",
     "stack_kinds",
@@ -169,7 +171,7 @@ def run_group(
     return carry, stack_kinds(ys, labels)
 
 
-def _spec(argument: str, block) -> BlockSpec:
+def block_spec(argument: str, block) -> BlockSpec:
     if isinstance(block, type) and issubclass(block, nn.Module):
         try:
             block = block()
@@ -251,13 +253,29 @@ def linen_pattern_stack(
     """
     require_pattern(pattern, options)
     check_kinds("blocks", blocks, pattern)
-    specs = {label: _spec(f"blocks[{label!r}]", block) for label, block in blocks.items()}
+    specs = {label: block_spec(f"blocks[{label!r}]", block) for label, block in blocks.items()}
+    return pattern_stack_class(specs, pattern, options)
+
+
+def pattern_stack_class(
+    specs: Mapping[str, BlockSpec],
+    pattern: LayerPattern,
+    options: StackOptions,
+    lengths: Mapping[str, int] | None = None,
+) -> type[nn.Module]:
+    """The class :func:`linen_pattern_stack` returns, for checked ``specs``.
+
+    ``lengths`` overrides the length of a part's scan (the doctor evaluates the
+    stack again with longer scans to find which axes are layer axes); called
+    with ``xs=None`` only then.
+    """
     lifts = stack_lifts(options)
     batched, xs_per_example = lifts.batched, lifts.xs_axis() == 0
     axis = _layer_axis(options)
     ys_axis = 1 if batched else 0
     parts = []
     for part, length, count in pattern.parts():
+        length = (lengths or {}).get(part, length)
         labels = pattern.period[:count]
         first = pattern.first_layer(part)
         group = _group(
