@@ -92,7 +92,8 @@ def stack_pattern_params(layers: Mapping[str, Any], pattern: LayerPattern, *, ax
         raise LayoutMismatchError(
             "layers",
             seen,
-            f"a pattern of {pattern.num_layers} layers needs exactly {names[:1]} ... {names[-1:]}",
+            f"a pattern of {pattern.num_layers} layers needs exactly "
+            + (f"{names[0]} ... {names[-1]}" if names else "no layers"),
             "make them with unstack_pattern_params",
         )
     tree: dict[str, Any] = {}
