@@ -25,12 +25,11 @@ class Local(nn.Module):
 
 
 class Global(nn.Module):
-    """LayerNorm and a 2x MLP: another param tree, so the kinds cannot be swapped silently."""
+    """LayerNorm then Dense: another param tree, so the kinds cannot be swapped silently."""
 
     @nn.compact
     def __call__(self, x, _):
-        h = nn.gelu(nn.Dense(2 * F)(nn.LayerNorm()(x)))
-        return x + nn.Dense(F)(h), None
+        return x + nn.gelu(nn.Dense(F)(nn.LayerNorm()(x))), None
 
 
 class LocalNNX(nnx.Module):
@@ -44,11 +43,10 @@ class LocalNNX(nnx.Module):
 class GlobalNNX(nnx.Module):
     def __init__(self, rngs):
         self.LayerNorm_0 = nnx.LayerNorm(F, rngs=rngs)
-        self.Dense_0 = nnx.Linear(F, 2 * F, rngs=rngs)
-        self.Dense_1 = nnx.Linear(2 * F, F, rngs=rngs)
+        self.Dense_0 = nnx.Linear(F, F, rngs=rngs)
 
     def __call__(self, x, _):
-        return x + self.Dense_1(nnx.gelu(self.Dense_0(self.LayerNorm_0(x)))), None
+        return x + nnx.gelu(self.Dense_0(self.LayerNorm_0(x))), None
 
 
 def _indexed(h, x, scale, index):

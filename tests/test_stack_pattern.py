@@ -67,15 +67,17 @@ class Case:
         return StackOptions(**kw)
 
 
-CASES = [
-    Case("shared_7", 7),
-    Case("ensemble_7", 7, batch=BatchMode.ENSEMBLE),
+TWO = ("local", "global")
+CASES = [  # period 3 or 2; N with 2 whole periods and a remainder, none, or only a remainder
+    Case("shared_5", 5, TWO),
+    Case("ensemble_5", 5, TWO, batch=BatchMode.ENSEMBLE),
     Case("none_short_2", 2, batch=BatchMode.NONE),  # N < k: the remainder only
-    Case("shared_whole_4_remat_unroll", 4, ("local", "global"), remat=Remat.FULL, unroll=2),
-    Case("indexed_xs_shared_8", 8, kinds="indexed", layer_inputs=LayerInputs.SHARED),
+    Case("shared_whole_4_remat_unroll", 4, TWO, remat=Remat.FULL, unroll=2),
+    Case("indexed_xs_shared_7", 7, kinds="indexed", layer_inputs=LayerInputs.SHARED),
     Case(
-        "indexed_xs_per_example_ensemble_reverse_7",
-        7,
+        "indexed_xs_per_example_ensemble_reverse_5",
+        5,
+        TWO,
         batch=BatchMode.ENSEMBLE,
         kinds="indexed",
         layer_inputs=LayerInputs.PER_EXAMPLE,
@@ -229,6 +231,20 @@ def test_pattern_stacks_equal_the_loop(case):
         for leaf in jax.tree_util.tree_leaves(params[part]):
             assert leaf.shape[: len(lead) + 1] == lead + (length,)
 
+    # unrolled: layers_i by true index, each with its kind's params, equal to the scanned slice
+    axis = 1 if case.batch is BatchMode.ENSEMBLE else 0
+    layers = unstack_pattern_params(params, pattern, axis=axis)
+    assert list(layers) == [f"layers_{i}" for i in range(case.num_layers)]
+    for i, kind in enumerate(pattern.layer_types):
+        x_i = None if xs is None else xs[0, 0] if xs.ndim == 3 else xs[0]
+        extra = (jnp.int32(i),) if case.kinds == "indexed" else ()
+        init = LINEN[case.kinds][kind].init
+        one = jax.eval_shape(init, jax.random.PRNGKey(0), x[0], x_i, *extra)
+        want = jax.tree_util.tree_map(lambda a: (B, *a.shape) if axis else a.shape, one["params"])
+        assert jax.tree_util.tree_map(jnp.shape, layers[f"layers_{i}"]) == want
+        exact = pb.layer_of(params, len(case.period), case.num_layers, i, axis)
+        assert_close(layers[f"layers_{i}"], exact, dict(rtol=0, atol=0))
+
     masks = ys if case.kinds == "dropout" else None
     r_final, r_ys, r_gl, r_gx = reference(case, params, x, xs, masks)
     assert_close(final, r_final, TOL)
@@ -258,23 +274,6 @@ def test_pattern_stacks_equal_the_loop(case):
             assert not (local == local[:1]).all(), "same mask for every example"
             assert not (local == local[:, :1]).all(), "same mask for every local layer"
             assert m[:, [i for i, k in enumerate(pattern.layer_types) if k == "global"]].all()
-
-
-def test_unstacked_layers_are_named_by_true_index_and_kind():
-    case = Case("shared_7", 7)
-    x, _ = inputs(case)
-    model = linen_pattern_stack(LINEN["plain"], case.pattern, case.options())()
-    params = jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"]
-    layers = unstack_pattern_params(params, case.pattern)
-    assert list(layers) == [f"layers_{i}" for i in range(7)]
-    one = {
-        kind: jax.tree_util.tree_structure(m.init(jax.random.PRNGKey(0), x[0], None)["params"])
-        for kind, m in LINEN["plain"].items()
-    }
-    for i, kind in enumerate(case.pattern.layer_types):
-        assert jax.tree_util.tree_structure(layers[f"layers_{i}"]) == one[kind]
-        want = pb.layer_of(params, 3, 7, i)
-        assert_close(layers[f"layers_{i}"], want, dict(rtol=0, atol=0))
 
 
 def test_nnx_pattern_stack_runs_under_split_apply_and_draws_anew():
