@@ -193,14 +193,23 @@ def linen_run(case, x, xs):
 
 
 def nnx_run(case, variables, x, xs):
-    stack = nnx_pattern_stack(
-        NNX[case.kinds],
-        case.pattern,
-        case.options(),
-        rngs=nnx.Rngs(params=0, dropout=1),
-        batch_size=B,
-    )
+    def create():
+        return nnx_pattern_stack(
+            NNX[case.kinds],
+            case.pattern,
+            case.options(),
+            rngs=nnx.Rngs(params=0, dropout=1),
+            batch_size=B,
+        )
+
+    # Without RNG streams the params are all the state, and they come from Linen: create the
+    # blocks abstractly (no eager init to pay for), then move the Linen params in.
+    stack = create() if case.kinds == "dropout" else nnx.eval_shape(create)
     stack = linen_to_nnx(variables, stack)
+    assert not any(
+        isinstance(leaf, jax.ShapeDtypeStruct)
+        for leaf in jax.tree_util.tree_leaves(nnx.state(stack))
+    )
     graphdef, params, rest = nnx.split(stack, nnx.Param, ...)
 
     def f(p, v, rest):
