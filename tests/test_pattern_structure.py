@@ -67,3 +67,19 @@ def test_nnx_pattern_stack_is_two_scans(num_layers):
 
     scans = _scans(jax.make_jaxpr(forward)(state, jax.ShapeDtypeStruct((2, pb.F), jnp.float32)))
     assert scans == [num_layers // 6, 1]
+
+
+def test_no_layers_is_the_identity():
+    pattern = LayerPattern(GEMMA3, 0)
+    x = jnp.arange(2.0 * pb.F).reshape(2, pb.F)
+    model = linen_pattern_stack(
+        {"sliding": pb.Local(), "full": pb.Global()}, pattern, StackOptions(num_layers=0)
+    )()
+    variables = model.init(jax.random.PRNGKey(0), x)
+    assert variables == {}
+    final, ys = model.apply(variables, x)
+    assert (final == x).all() and ys is None
+    make = {"sliding": pb.LocalNNX, "full": pb.GlobalNNX}
+    stack = nnx_pattern_stack(make, pattern, StackOptions(num_layers=0), rngs=nnx.Rngs(0))
+    final, ys = stack(x)
+    assert (final == x).all() and ys is None

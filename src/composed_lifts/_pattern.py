@@ -13,8 +13,8 @@ positions of the same kind label hold different params); its leading axis is
 the layer axis of that position: ``repeats/kind_j[i]`` is layer ``i * k + j``,
 ``remainder/kind_j[0]`` is layer ``R * k + j``. ``repeats`` is absent when R == 0,
 ``remainder`` when r == 0. An ensemble puts its member axis first, ``(B, R, ...)``.
-The names are formed here and nowhere else (:func:`part_key`, :func:`kind_key`,
-:func:`layer_key`).
+The names are formed here and nowhere else (:data:`REPEATS`, :data:`REMAINDER`,
+:func:`kind_key`, :func:`layer_key`).
 
 >>> pattern = LayerPattern.from_layer_types(["sliding", "full"] * 3 + ["sliding"])
 >>> pattern
@@ -37,7 +37,6 @@ __all__ = [
     "LayerPattern",
     "kind_key",
     "layer_key",
-    "part_key",
 ]
 
 REPEATS = "repeats"
@@ -49,11 +48,6 @@ REMAINDER = "remainder"
 def kind_key(position: int) -> str:
     """The key of the period's ``position``-th kind in a part: ``kind_{position}``."""
     return f"kind_{position}"
-
-
-def part_key(remainder: bool) -> str:
-    """The key of one of the two scans: :data:`REMAINDER` or :data:`REPEATS`."""
-    return REMAINDER if remainder else REPEATS
 
 
 def layer_key(index: int) -> str:

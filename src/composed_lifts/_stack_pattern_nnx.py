@@ -20,7 +20,7 @@ from ._block_probe import check_layer_inputs, check_same_batch
 from ._errors import ArgumentTypeError
 from ._lifts import stack_lifts
 from ._options import BatchMode, Remat, StackOptions
-from ._pattern import REMAINDER, LayerPattern, kind_key, part_key
+from ._pattern import LayerPattern, kind_key
 from ._stack_nnx import NNXStack, nnx_stack
 from ._stack_pattern import (
     check_kinds,
@@ -171,5 +171,5 @@ def nnx_pattern_stack(
         stack = nnx_stack(
             make_group, part_options(options, length), rngs=rngs, batch_size=batch_size
         )
-        parts[part_key(part == REMAINDER)] = stack.layers
+        parts[part] = stack.layers
     return NNXPatternStack(_Parts(parts), pattern, options, batch_size)
