@@ -120,6 +120,19 @@ CASES = {
         ("attention_bias", True, "false"),
         ["attention_bias = True is not supported (supported: false)", "transformers"],
     ),
+    # stacks of a repeating pattern
+    "AperiodicLayersError": (
+        (2, "full", "sliding", 2),
+        ["layer_types[2] is 'full' but a period of 2 repeats layer_types[0] = 'sliding'"],
+    ),
+    "PatternKindsError": (
+        ("blocks", ["full"], ["global"], ["sliding", "full"]),
+        ["blocks has no block for the kinds ['full'] and has blocks for ['global']", "one block"],
+    ),
+    "KindOutputsError": (
+        ("full", "None", "sliding", "float32[4]"),
+        ["kind 'full' returns y = None but kind 'sliding' returns float32[4]", "(B, N, ...)"],
+    ),
 }
 
 

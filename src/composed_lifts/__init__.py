@@ -5,6 +5,8 @@ The public API is exactly what this module exports (``__all__``).
 
 from . import errors as errors
 from . import layout as layout
+from ._convert_pattern import stack_pattern_params as stack_pattern_params
+from ._convert_pattern import unstack_pattern_params as unstack_pattern_params
 from ._forward import composed_lifts_forward as composed_lifts_forward
 from ._keymap import Cast as Cast
 from ._keymap import Fused as Fused
@@ -23,6 +25,7 @@ from ._options import BatchMode as BatchMode
 from ._options import LayerInputs as LayerInputs
 from ._options import Remat as Remat
 from ._options import StackOptions as StackOptions
+from ._pattern import LayerPattern as LayerPattern
 from ._seed import Block as Block
 from ._seed import seed_model as seed_model
 from ._sharding import ShardingRules as ShardingRules
@@ -34,6 +37,7 @@ from ._sharding import sharded_init as sharded_init
 from ._stack_functional import scan_layers as scan_layers
 from ._stack_functional import unroll_layers as unroll_layers
 from ._stack_linen import linen_stack as linen_stack
+from ._stack_pattern import linen_pattern_stack as linen_pattern_stack
 from ._tune import TuneReport as TuneReport
 from ._tune import TuneResult as TuneResult
 from ._tune import tune_stack as tune_stack
@@ -48,9 +52,11 @@ from .layout import unstack_params as unstack_params
 # The NNX half is imported on first use (PEP 562), so that Linen-only users and the
 # CLI do not pay for importing flax.nnx.
 _LAZY = {
+    "NNXPatternStack": "._stack_pattern_nnx",
     "NNXSplitApply": "._stack_nnx",
     "NNXStack": "._stack_nnx",
     "nnx_split_apply": "._stack_nnx",
+    "nnx_pattern_stack": "._stack_pattern_nnx",
     "nnx_stack": "._stack_nnx",
     "linen_to_nnx": "._convert_nnx",
     "nnx_to_linen": "._convert_nnx",
@@ -80,7 +86,9 @@ __all__ = [
     "Fused",
     "KeyMap",
     "LayerInputs",
+    "LayerPattern",
     "MLPBlock",
+    "NNXPatternStack",
     "NNXSplitApply",
     "NNXStack",
     "Remat",
@@ -100,9 +108,11 @@ __all__ = [
     "layer_axis_from",
     "layer_axis_to",
     "layout",
+    "linen_pattern_stack",
     "linen_stack",
     "linen_to_nnx",
     "logical_specs",
+    "nnx_pattern_stack",
     "nnx_split_apply",
     "nnx_stack",
     "nnx_to_linen",
@@ -115,10 +125,12 @@ __all__ = [
     "sharded_init",
     "shared_to_ensemble",
     "stack_params",
+    "stack_pattern_params",
     "state_dict_specs",
     "to_state_dict",
     "torch_linear_keymap",
     "tune_stack",
     "unroll_layers",
     "unstack_params",
+    "unstack_pattern_params",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "UnliftedVariablesError",
+    "AperiodicLayersError",
     "ArgumentRangeError",
     "ArgumentTypeError",
     "BatchSizeError",
@@ -31,6 +32,7 @@ __all__ = [
     "InputFileError",
     "InputShapeError",
     "KeyMapError",
+    "KindOutputsError",
     "LayerInputsError",
     "LayoutMismatchError",
     "LayoutProbeError",
@@ -43,6 +45,7 @@ __all__ = [
     "NonFiniteInputError",
     "NonFiniteResultError",
     "OutputFileError",
+    "PatternKindsError",
     "ReadOnlyFileError",
     "SeedRangeError",
     "ShardingRuleError",
@@ -911,4 +914,82 @@ class UnliftedVariablesError(ComposedLiftsError, ValueError):
             + "; ".join(problems)
             + ", so Flax fails on this recipe; doctor.check(...) gives the fix for each, or "
             "build the stack with linen_stack (Composition(spelling=Spelling.COMPLETE))"
+        )
+
+
+# ---------------------------------------------------------------- stacks of a repeating pattern
+
+
+class AperiodicLayersError(ComposedLiftsError, ValueError):
+    """Per-layer kinds (``config.layer_types``) that do not repeat with the period asked for.
+
+    ``LayerPattern.from_layer_types(types, period=k)`` needs ``types[i] ==
+    types[i % k]`` for every layer; leave ``period`` out to find the shortest
+    period the kinds repeat with.
+
+    >>> from composed_lifts import LayerPattern
+    >>> LayerPattern.from_layer_types(["sliding", "full", "full"], period=2)
+    Traceback (most recent call last):
+    ...
+    composed_lifts._errors.AperiodicLayersError: layer_types[2] is 'full' but a period of 2 repeats...
+
+    Attributes: ``index`` (the first layer that breaks the period), ``seen``,
+    ``expected`` (the kind the period gives it), ``period``.
+    """
+
+    def __init__(self, index: int, seen: str, expected: str, period: int):
+        self.index, self.seen, self.expected, self.period = index, seen, expected, period
+        super().__init__(
+            f"layer_types[{index}] is {seen!r} but a period of {period} repeats "
+            f"layer_types[{index % period}] = {expected!r} there; pass the period the kinds "
+            f"repeat with, or leave period out to find the shortest one"
+        )
+
+
+class PatternKindsError(ComposedLiftsError, ValueError):
+    """The blocks given to a pattern stack do not match the pattern's kinds one for one.
+
+    Every kind label of ``pattern.period`` needs a block, and every block a kind:
+    ``linen_pattern_stack({"sliding": Local(), "full": Global()}, pattern, options)``
+    for ``pattern.period == ("sliding", "sliding", "full")``.
+
+    Attributes: ``argument``, ``missing`` (kinds without a block), ``unexpected``
+    (blocks for no kind), ``kinds`` (the pattern's kinds).
+    """
+
+    def __init__(self, argument: str, missing: list[str], unexpected: list[str], kinds: list[str]):
+        self.argument, self.missing, self.unexpected, self.kinds = (
+            argument,
+            missing,
+            unexpected,
+            kinds,
+        )
+        parts = []
+        if missing:
+            parts.append(f"has no block for the kinds {missing}")
+        if unexpected:
+            parts.append(f"has blocks for {unexpected}, which the pattern does not use")
+        super().__init__(
+            f"{argument} {' and '.join(parts)}; the pattern's kinds are {kinds}: give one "
+            f"block per kind, keyed by its label"
+        )
+
+
+class KindOutputsError(ComposedLiftsError, ValueError):
+    """Two kinds of a pattern stack return per-layer outputs ``y`` of another structure,
+    shape or dtype.
+
+    The stack returns every layer's ``y`` stacked on the layer axis ``(B, N, ...)``,
+    so every kind must return the same kind of ``y`` (all ``None``, or arrays of one
+    shape and dtype); return what differs through the carry instead.
+
+    Attributes: ``kind``, ``seen``, ``first_kind``, ``expected``.
+    """
+
+    def __init__(self, kind: str, seen: str, first_kind: str, expected: str):
+        self.kind, self.seen, self.first_kind, self.expected = kind, seen, first_kind, expected
+        super().__init__(
+            f"kind {kind!r} returns y = {seen} but kind {first_kind!r} returns {expected}; "
+            f"the stack stacks every layer's y to (B, N, ...), so every kind must return the "
+            f"same structure, shapes and dtypes (or None)"
         )

@@ -2,7 +2,8 @@
 
 ``describe`` reports the param tree a composition will make, without running
 it (``jax.eval_shape``), with the role of every axis found by probing;
-``check`` adds findings for the classic pitfalls (width mismatch, ensemble by
+``describe_pattern`` does the same for a stack of a repeating pattern of block
+kinds (which layers are which kind, and their params); ``check`` adds findings for the classic pitfalls (width mismatch, ensemble by
 accident, ensemble without split, confused split, lift order reversed), each
 with a severity, an explanation and the fix; ``plot_layout`` draws the layout.
 """
@@ -18,6 +19,9 @@ from ._describe import LeafReport as LeafReport
 from ._describe import UnrolledTotals as UnrolledTotals
 from ._describe import describe as describe
 from ._describe import leaf_reports as leaf_reports
+from ._describe_pattern import KindReport as KindReport
+from ._describe_pattern import PatternReport as PatternReport
+from ._describe_pattern import describe_pattern as describe_pattern
 from ._plot import plot_layout as plot_layout
 from ._roles import AxisRole as AxisRole
 from ._roles import axis_roles as axis_roles
@@ -33,11 +37,13 @@ __all__ = [
     "CheckReport",
     "Composition",
     "Finding",
+    "KindReport",
     "LayoutReport",
     "LeafReport",
     "LiftOrder",
     "LiftParams",
     "OrderComparison",
+    "PatternReport",
     "Pitfall",
     "Severity",
     "Spelling",
@@ -46,6 +52,7 @@ __all__ = [
     "check",
     "compose",
     "describe",
+    "describe_pattern",
     "leaf_reports",
     "plot_layout",
     "probe_sizes",
