@@ -72,10 +72,16 @@ __all__ = [
     "KeyMap",
     "Reshape",
     "Rule",
+    "PlanEntry",
+    "PlanPart",
     "Transpose",
+    "file_tensor",
+    "check_source",
     "from_state_dict",
     "iter_state_dict",
+    "leaves_with_paths",
     "path_str",
+    "plan_entries",
     "read_state",
     "state_dict_specs",
     "to_state_dict",
@@ -262,7 +268,7 @@ def torch_linear_keymap(stacks: tuple[str, ...] = ("",), *, layer_axis: int = 0)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Part:
+class PlanPart:
     path: str  # our leaf
     shape: tuple  # one layer's shape (the leaf's shape when not stacked)
     dtype: np.dtype
@@ -282,11 +288,11 @@ class _Part:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Entry:
-    """One file tensor per layer (``key`` has ``{i}`` when ``stacked``) and the leaves it holds."""
+class PlanEntry:
+    """The plan of a key map over a tree: one file tensor per layer (``key`` has ``{i}`` when ``stacked``) and the leaves it holds."""
 
     key: str
-    parts: tuple[_Part, ...]
+    parts: tuple[PlanPart, ...]
     axis: int | None  # join axis of a Fused tensor, None for a plain rule
 
     @property
@@ -321,19 +327,22 @@ class _Entry:
         return tuple(joined), self.parts[0].file_dtype()
 
 
-def _leaves(tree) -> list[tuple[str, Any]]:
+def leaves_with_paths(tree) -> list[tuple[str, Any]]:
+    """``[(path, leaf)]`` of ``tree`` in flattening order, paths ``/``-joined."""
     return [(path_str(p), leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
-def _plan(tree, keymap: KeyMap) -> list[_Entry]:
+def plan_entries(tree, keymap: KeyMap) -> list[PlanEntry]:
+    """The file tensors ``keymap`` makes of ``tree`` (concrete or abstract): each rule matched
+    to its leaves, shapes checked, in the tree's order."""
     if not isinstance(keymap, KeyMap):
         raise ArgumentTypeError("keymap", "a KeyMap", describe_value(keymap))
     patterns = [
         [_pattern(r.path)] if isinstance(r, Rule) else [_pattern(p.path) for p in r.parts]
         for r in keymap.rules
     ]
-    leaves = dict(_leaves(tree))
-    entries: dict[str, _Entry] = {}
+    leaves = dict(leaves_with_paths(tree))
+    entries: dict[str, PlanEntry] = {}
     for path in leaves:
         for rule, pats in zip(keymap.rules, patterns):
             found = next(((j, m) for j, pat in enumerate(pats) if (m := pat.fullmatch(path))), None)
@@ -366,7 +375,7 @@ def _plan(tree, keymap: KeyMap) -> list[_Entry]:
                         "fuse only leaves the tree has",
                     )
                 parts.append(_part(part_path, leaves[part_path], part.ops, stacked, keymap, key))
-            entry = _Entry(key, tuple(parts), rule.axis if isinstance(rule, Fused) else None)
+            entry = PlanEntry(key, tuple(parts), rule.axis if isinstance(rule, Fused) else None)
             entry.file_spec()  # checks every Reshape against the leaf's shape
             entries[key] = entry
             break
@@ -379,31 +388,35 @@ def _plan(tree, keymap: KeyMap) -> list[_Entry]:
     return list(entries.values())
 
 
-def _part(path, leaf, ops, stacked, keymap, key) -> _Part:
+def _part(path, leaf, ops, stacked, keymap, key) -> PlanPart:
     shape, dtype = tuple(np.shape(leaf)), np.dtype(leaf.dtype)
     if not stacked:
-        return _Part(path, shape, dtype, tuple(ops), False, 1)
+        return PlanPart(path, shape, dtype, tuple(ops), False, 1)
     axis = keymap.layer_axis
     if len(shape) <= axis:
         raise StackLayoutError(
             f"leaf {path!r} has shape {shape}, which has no layer axis {axis} for key {key!r}",
             "map it with a rule without {i} or set KeyMap(layer_axis=...)",
         )
-    return _Part(path, shape[:axis] + shape[axis + 1 :], dtype, tuple(ops), True, shape[axis])
+    return PlanPart(path, shape[:axis] + shape[axis + 1 :], dtype, tuple(ops), True, shape[axis])
 
 
 # ---------------------------------------------------------------- conversions
 
 
-def _layer(leaf, part: _Part, axis: int, i: int) -> np.ndarray:
+def _layer(leaf, part: PlanPart, axis: int, i: int) -> np.ndarray:
     leaf = np.asarray(leaf)
     return leaf[(slice(None),) * axis + (i,)] if part.stacked else leaf
 
 
-def _to_file(entry: _Entry, arrays: Mapping[str, Any], axis: int, i: int) -> np.ndarray:
+def file_tensor(
+    entry: PlanEntry, arrays: Mapping[str, Any], axis: int, i: int, take=_layer
+) -> np.ndarray:
+    """File tensor ``entry`` (its layer ``i`` when stacked) from ``arrays``, ``{path: leaf}``;
+    ``take(leaf, part, axis, i)`` gives one part's layer as a NumPy array."""
     pieces = []
     for part in entry.parts:
-        x = _layer(arrays[part.path], part, axis, i)
+        x = take(arrays[part.path], part, axis, i)
         for op in part.ops:
             x = op.forward(x)
         pieces.append(x)
@@ -414,10 +427,10 @@ def _to_file(entry: _Entry, arrays: Mapping[str, Any], axis: int, i: int) -> np.
 
 def iter_state_dict(tree, keymap: KeyMap) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(key, array)`` one file tensor at a time (a layer of a stacked leaf each)."""
-    arrays = dict(_leaves(tree))
-    for entry in _plan(tree, keymap):
+    arrays = dict(leaves_with_paths(tree))
+    for entry in plan_entries(tree, keymap):
         for i, key in enumerate(entry.keys()):
-            yield key, _to_file(entry, arrays, keymap.layer_axis, i)
+            yield key, file_tensor(entry, arrays, keymap.layer_axis, i)
 
 
 def to_state_dict(tree, keymap: KeyMap) -> dict[str, np.ndarray]:
@@ -432,7 +445,7 @@ def state_dict_specs(like, keymap: KeyMap) -> dict[str, tuple[tuple, np.dtype]]:
 
 def plan_keys(like, keymap: KeyMap) -> Iterator[tuple[str, tuple, np.dtype, str]]:
     """``(key, shape, dtype, params)`` for every key, ``params`` naming the leaves it holds."""
-    for entry in _plan(like, keymap):
+    for entry in plan_entries(like, keymap):
         shape, dtype = entry.file_spec()
         params = ", ".join(p.path for p in entry.parts)
         for key in entry.keys():
@@ -460,25 +473,9 @@ def read_state(
     and ``read_stacked(keys, dest, layer_axis)`` a whole stacked leaf at once (returning
     False when it cannot: then the leaf is read layer by layer).
     """
-    entries = _plan(like, keymap)
-    if keys is not None:
-        wanted = {k for e in entries for k in e.keys()}
-        missing = sorted(wanted - set(keys))
-        if missing:
-            raise MissingKeyError(missing[0], _owner(entries, missing[0]), len(missing))
-        extra = sorted(k for k in set(keys) - wanted if not keymap.ignores(k))
-        if extra:
-            raise KeyMapError(
-                f"the source holds {len(extra)} key(s) no rule reads, first {extra[0]!r}",
-                f"add a rule for them or KeyMap(ignore=({extra[0]!r},))",
-            )
-    if spec is not None:
-        for entry in entries:
-            want_shape, want_dtype = entry.file_spec()
-            for key in entry.keys():
-                got_shape, got_dtype = spec(key)
-                _check_spec(key, got_shape, got_dtype, want_shape, want_dtype, entry)
-    else:
+    entries = plan_entries(like, keymap)
+    check_source(entries, keymap, keys, spec)
+    if spec is None:
         read_into = None
     out = {
         part.path: np.empty(_stacked_shape(part, keymap.layer_axis), part.dtype)
@@ -512,7 +509,34 @@ def read_state(
                 else:
                     dest[...] = piece
     treedef = jax.tree_util.tree_structure(like)
-    return jax.tree_util.tree_unflatten(treedef, [out[p] for p, _ in _leaves(like)])
+    return jax.tree_util.tree_unflatten(treedef, [out[p] for p, _ in leaves_with_paths(like)])
+
+
+def check_source(
+    entries: Sequence[PlanEntry],
+    keymap: KeyMap,
+    keys=None,
+    spec: Callable[[str], tuple] | None = None,
+) -> None:
+    """Before any data is read: every key the plan wants is among ``keys`` and no other
+    (but ``keymap.ignore`` globs), and ``spec(key) -> (shape, dtype)`` is what it wants."""
+    if keys is not None:
+        wanted = {k for e in entries for k in e.keys()}
+        missing = sorted(wanted - set(keys))
+        if missing:
+            raise MissingKeyError(missing[0], _owner(entries, missing[0]), len(missing))
+        extra = sorted(k for k in set(keys) - wanted if not keymap.ignores(k))
+        if extra:
+            raise KeyMapError(
+                f"the source holds {len(extra)} key(s) no rule reads, first {extra[0]!r}",
+                f"add a rule for them or KeyMap(ignore=({extra[0]!r},))",
+            )
+    if spec is not None:
+        for entry in entries:
+            want_shape, want_dtype = entry.file_spec()
+            for key in entry.keys():
+                got_shape, got_dtype = spec(key)
+                _check_spec(key, got_shape, got_dtype, want_shape, want_dtype, entry)
 
 
 def from_state_dict(state: Mapping[str, Any], keymap: KeyMap, like) -> Any:
@@ -520,7 +544,7 @@ def from_state_dict(state: Mapping[str, Any], keymap: KeyMap, like) -> Any:
     return read_state(state.__getitem__, keymap, like, keys=list(state))
 
 
-def _stacked_shape(part: _Part, axis: int) -> tuple:
+def _stacked_shape(part: PlanPart, axis: int) -> tuple:
     if not part.stacked:
         return part.shape
     return part.shape[:axis] + (part.num_layers,) + part.shape[axis:]
@@ -553,6 +577,6 @@ def _check_spec(key, got_shape, got_dtype, shape, dtype, entry) -> None:
         )
 
 
-def _split(x: np.ndarray, parts: Sequence[_Part], axis: int) -> list[np.ndarray]:
+def _split(x: np.ndarray, parts: Sequence[PlanPart], axis: int) -> list[np.ndarray]:
     sizes = [p.file_shapes()[-1][axis] for p in parts]
     return np.split(x, np.cumsum(sizes)[:-1], axis=axis)

@@ -25,6 +25,9 @@ Traceback (most recent call last):
 composed_lifts._errors.CheckpointMismatchError: param 'stack/w' is 4 layers in the checkpoint but the target needs 3 layers (shape (4, 3, 2))...
 """
 
+from ._format import CheckpointInfo as CheckpointInfo
+from ._format import TensorInfo as TensorInfo
+from ._format import describe as describe
 from ._load import load as load
 from ._load import read_layout as read_layout
 from ._record import Form as Form
@@ -34,4 +37,16 @@ from ._record import Stack as Stack
 from ._record import StackRecord as StackRecord
 from ._save import save as save
 
-__all__ = ["Form", "KeyMapName", "Layout", "Stack", "StackRecord", "load", "read_layout", "save"]
+__all__ = [
+    "CheckpointInfo",
+    "Form",
+    "KeyMapName",
+    "Layout",
+    "Stack",
+    "StackRecord",
+    "TensorInfo",
+    "describe",
+    "load",
+    "read_layout",
+    "save",
+]

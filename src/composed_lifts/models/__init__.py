@@ -17,6 +17,8 @@ from ._gpt2 import GPT2Block as GPT2Block
 from ._hf import from_hf as from_hf
 from ._hf import model_for_config as model_for_config
 from ._hf import to_hf as to_hf
+from ._keymaps import GPT2_KEYMAP as GPT2_KEYMAP
+from ._keymaps import LLAMA_KEYMAP as LLAMA_KEYMAP
 from ._llama import Llama as Llama
 from ._llama import LlamaBlock as LlamaBlock
 from ._sharding_axes import GPT2_PARAM_AXES as GPT2_PARAM_AXES
@@ -26,12 +28,14 @@ from ._sharding_axes import param_axes as param_axes
 
 __all__ = [
     "GPT2",
+    "GPT2_KEYMAP",
     "GPT2_PARAM_AXES",
     "GPT2Block",
     "GPT2Config",
     "Llama",
     "LlamaBlock",
     "LlamaConfig",
+    "LLAMA_KEYMAP",
     "LLAMA_PARAM_AXES",
     "STACKS",
     "config_from_hf",
