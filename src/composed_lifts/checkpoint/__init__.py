@@ -35,6 +35,7 @@ from ._record import KeyMapName as KeyMapName
 from ._record import Layout as Layout
 from ._record import Stack as Stack
 from ._record import StackRecord as StackRecord
+from ._save import check_output as check_output
 from ._save import save as save
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Stack",
     "StackRecord",
     "TensorInfo",
+    "check_output",
     "describe",
     "load",
     "read_layout",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -73,9 +73,11 @@ class Format(Protocol):
 
     name: str
 
-    def save(self, path: str, params, **options) -> None: ...
+    @property
+    def save(self) -> Callable[..., None]: ...  # (path, params, **the format's options)
 
-    def restore(self, path: str, like, **options): ...
+    @property
+    def restore(self) -> Callable[..., Any]: ...  # (path, like, **options) -> the params
 
     def describe(self, path: str) -> CheckpointInfo: ...
 

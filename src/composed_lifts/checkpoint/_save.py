@@ -75,7 +75,9 @@ def save(
     chosen = records[0].form if records else Form.STACKED
     if keymap is KeyMapName.TORCH and chosen is Form.STACKED:
         raise KeyMapError(
-            "keymap=KeyMapName.TORCH names one tensor per layer", "save with form=Form.UNROLLED"
+            "the PyTorch key map (keymap=KeyMapName.TORCH, --key-map torch) names one tensor "
+            "per layer, but the stacks would be saved scanned",
+            "save them unrolled (form=Form.UNROLLED; on the command line, --to unrolled)",
         )
     if chosen is Form.STACKED and layer_axis is not None:
         records = tuple(r.__class__(**{**r.__dict__, "layer_axis": layer_axis}) for r in records)
@@ -93,3 +95,21 @@ def save(
         progress=progress,
         metadata=metadata,
     )
+
+
+def check_output(path: str | os.PathLike, flag: str = "checkpoint") -> None:
+    """Refuse, before any work, a ``path`` that :func:`save` could not write: a missing or
+    unwritable folder, a folder, FIFO or read-only file where a ``.safetensors`` file would
+    go. ``flag`` names the argument in the message (``OUT``)."""
+    from .._atomic import check_writable
+    from .._errors import OutputFileError
+
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        check_writable(path, flag)
+        return
+    folder = os.path.dirname(os.path.abspath(path))  # a folder, replaced whole
+    if not os.path.isdir(folder):
+        raise OutputFileError(
+            f"{flag} {path!r}", f"is in folder {folder!r}, which does not exist", "create it first"
+        )

@@ -269,7 +269,8 @@ def declared_layout(stacks, disk: Mapping[str, Spec], where: str) -> Layout:
                 f"holds no tensor under stack {stack.path!r} that saved_as= declares",
                 "name the stacks by their '/'-joined paths in the file",
             )
-        counts, sizes = {}, {}
+        counts: dict[int, str] = {}
+        sizes: dict[int, str] = {}
         for key, shape in shapes.items():
             if len(shape) <= stack.layer_axis:
                 raise CheckpointFormatError(

@@ -14,6 +14,8 @@ from ._decode import generate as generate
 from ._decode import init_cache as init_cache
 from ._gpt2 import GPT2 as GPT2
 from ._gpt2 import GPT2Block as GPT2Block
+from ._hf import abstract_params as abstract_params
+from ._hf import folder_dtype as folder_dtype
 from ._hf import from_hf as from_hf
 from ._hf import model_for_config as model_for_config
 from ._hf import to_hf as to_hf
@@ -38,8 +40,10 @@ __all__ = [
     "LLAMA_KEYMAP",
     "LLAMA_PARAM_AXES",
     "STACKS",
+    "abstract_params",
     "config_from_hf",
     "config_to_hf",
+    "folder_dtype",
     "from_hf",
     "generate",
     "init_cache",

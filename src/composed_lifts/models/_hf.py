@@ -26,7 +26,15 @@ from ._gpt2 import GPT2
 from ._keymaps import GPT2_KEYMAP, LLAMA_KEYMAP
 from ._llama import Llama
 
-__all__ = ["GPT2_KEYMAP", "LLAMA_KEYMAP", "folder_dtype", "from_hf", "model_for_config", "to_hf"]
+__all__ = [
+    "GPT2_KEYMAP",
+    "LLAMA_KEYMAP",
+    "abstract_params",
+    "folder_dtype",
+    "from_hf",
+    "model_for_config",
+    "to_hf",
+]
 
 
 def model_for_config(config: GPT2Config | LlamaConfig, *, scan_layers=True, decode=False):
@@ -47,7 +55,7 @@ def _keymap(config) -> KeyMap:
     return GPT2_KEYMAP if isinstance(config, GPT2Config) else LLAMA_KEYMAP
 
 
-def _abstract_params(model, dtype) -> dict:
+def abstract_params(model, dtype=jnp.float32) -> dict:
     """The model's param tree as ``jax.ShapeDtypeStruct`` leaves of ``dtype`` (nothing computed)."""
     ids = jnp.zeros((1, 1), jnp.int32)
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), ids)["params"]
@@ -92,7 +100,7 @@ def from_hf(
     config = config_from_hf(read_config(folder))
     model = model_for_config(config, scan_layers=scan_layers)
     dtype = folder_dtype(folder) if dtype is None else jnp.dtype(dtype)
-    like = _abstract_params(model, dtype)
+    like = abstract_params(model, dtype)
     shardings = None
     if mesh is not None:
         from .._sharding import default_rules, param_shardings
@@ -154,7 +162,7 @@ def to_hf(
     """
     scanned = isinstance(params, dict) and "layers" in params
     model = model_for_config(config, scan_layers=scanned)
-    _check_params(params, _abstract_params(model, jnp.float32))
+    _check_params(params, abstract_params(model, jnp.float32))
     format_for(folder, kind="hf").save(
         os.fspath(folder),
         params,
