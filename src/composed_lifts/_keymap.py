@@ -76,7 +76,9 @@ __all__ = [
     "PlanPart",
     "Transpose",
     "file_tensor",
+    "assign",
     "check_source",
+    "contiguous",
     "from_state_dict",
     "iter_state_dict",
     "leaves_with_paths",
@@ -404,6 +406,32 @@ def _part(path, leaf, ops, stacked, keymap, key) -> PlanPart:
 # ---------------------------------------------------------------- conversions
 
 
+def _bits(x: np.ndarray) -> np.ndarray:
+    """``x`` viewed as unsigned integers of its item size: a strided copy of an ``ml_dtypes``
+    array (bfloat16) runs through a slow generic loop, of its bits through NumPy's own."""
+    size = x.dtype.itemsize
+    if x.dtype.kind != "V" or x.dtype.fields is not None or size not in (1, 2, 4, 8):
+        return x  # NumPy's own dtypes copy fast already
+    return x.view(f"u{size}")
+
+
+def assign(dest: np.ndarray, src: np.ndarray) -> None:
+    """``dest[...] = src``, as a copy of bits when the dtypes are the same."""
+    if dest.dtype == src.dtype and dest.shape == src.shape:
+        np.copyto(_bits(dest), _bits(src))
+    else:
+        dest[...] = src
+
+
+def contiguous(x: np.ndarray) -> np.ndarray:
+    """``np.ascontiguousarray(x)``, copying bits (see :func:`assign`)."""
+    if x.flags.c_contiguous:
+        return x
+    out = np.empty(x.shape, x.dtype)
+    assign(out, x)
+    return out
+
+
 def _layer(leaf, part: PlanPart, axis: int, i: int) -> np.ndarray:
     leaf = np.asarray(leaf)
     return leaf[(slice(None),) * axis + (i,)] if part.stacked else leaf
@@ -422,7 +450,7 @@ def file_tensor(
         pieces.append(x)
     if entry.axis is not None:
         return np.concatenate(pieces, axis=entry.axis)
-    return np.ascontiguousarray(pieces[0])  # writers such as safetensors' save_file need C order
+    return contiguous(pieces[0])  # writers such as safetensors' save_file need C order
 
 
 def iter_state_dict(tree, keymap: KeyMap) -> Iterator[tuple[str, np.ndarray]]:
@@ -461,6 +489,7 @@ def read_state(
     spec: Callable[[str], tuple] | None = None,
     read_into: Callable[[str, np.ndarray], None] | None = None,
     read_stacked: Callable[[list[str], np.ndarray, int], bool] | None = None,
+    empty: Callable[[tuple, np.dtype], np.ndarray] = np.empty,
 ) -> Any:
     """A tree shaped as ``like`` whose leaves are NumPy arrays read through ``read(key)``.
 
@@ -471,14 +500,15 @@ def read_state(
     ``spec(key) -> (shape, dtype)`` checks every key before any data is read; with it,
     ``read_into(key, dest)`` may fill a contiguous destination in place (no ops, no cast),
     and ``read_stacked(keys, dest, layer_axis)`` a whole stacked leaf at once (returning
-    False when it cannot: then the leaf is read layer by layer).
+    False when it cannot: then the leaf is read layer by layer). ``empty(shape, dtype)``
+    allocates each result leaf.
     """
     entries = plan_entries(like, keymap)
     check_source(entries, keymap, keys, spec)
     if spec is None:
         read_into = None
     out = {
-        part.path: np.empty(_stacked_shape(part, keymap.layer_axis), part.dtype)
+        part.path: empty(_stacked_shape(part, keymap.layer_axis), part.dtype)
         for entry in entries
         for part in entry.parts
     }
@@ -505,9 +535,9 @@ def read_state(
                     piece = op.inverse(piece, before)
                 dest = out[part.path]
                 if part.stacked:
-                    dest[(slice(None),) * keymap.layer_axis + (i,)] = piece
+                    assign(dest[(slice(None),) * keymap.layer_axis + (i,)], piece)
                 else:
-                    dest[...] = piece
+                    assign(dest, piece)
     treedef = jax.tree_util.tree_structure(like)
     return jax.tree_util.tree_unflatten(treedef, [out[p] for p, _ in leaves_with_paths(like)])
 

@@ -41,10 +41,18 @@ from ._format import CheckpointInfo, TensorInfo
 from ._safetensors import DiskTensor, open_regular, write_safetensors
 from ._safetensors_folder import INDEX, SINGLE, SafetensorsFolder
 
-__all__ = ["HF", "DEFAULT_MAX_SHARD_SIZE", "HFFolderFormat", "parse_size", "read_config"]
+__all__ = [
+    "DEFAULT_MAX_SHARD_SIZE",
+    "HF",
+    "HFFolderFormat",
+    "aligned_empty",
+    "parse_size",
+    "read_config",
+]
 
 DEFAULT_MAX_SHARD_SIZE = 50 * 10**9  # save_pretrained's "50GB"
 _CONFIG_LIMIT = 16 << 20
+_ALIGN = 4096
 _SHARD = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors$")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
@@ -89,6 +97,16 @@ def read_config(folder: str) -> dict:
             f"{path!r}", f"must hold a JSON object, but holds a {type(config).__name__}"
         )
     return config
+
+
+def aligned_empty(shape: tuple, dtype) -> np.ndarray:
+    """``np.empty`` on a page boundary: JAX on CPU then takes the memory over (``jnp.asarray``
+    without a copy); NumPy's own allocation is only 16-byte aligned, which JAX copies."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGN, np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
 def _need_keymap(keymap, path: str) -> KeyMap:
@@ -157,7 +175,9 @@ class HFFolderFormat:
                     else:
                         dest[...] = f.read(key)
 
-                tree = read_state(read, keymap, like, spec=spec, read_into=read_into)
+                tree = read_state(
+                    read, keymap, like, spec=spec, read_into=read_into, empty=aligned_empty
+                )
             if counter is not None:
                 counter.append(f.bytes_read)
         return tree
@@ -229,13 +249,16 @@ def _np_dtype(dtype) -> np.dtype:
 
 
 def _take(leaf, part: PlanPart, axis: int, i: int) -> np.ndarray:
-    """One layer of ``leaf`` on the host, without a host copy of the whole leaf cached on a
-    ``jax.Array`` (NumPy conversion of a JAX array keeps its copy as long as the array)."""
+    """One layer of ``leaf`` on the host. A ``jax.Array`` on one CPU device is read in place
+    (NumPy views its buffer); elsewhere the layer is sliced on the devices first, so that no
+    host copy of the whole leaf is made (and cached on the array for its lifetime)."""
+    index = (slice(None),) * axis + (i,)
     if isinstance(leaf, jax.Array):
-        piece = leaf[(slice(None),) * axis + (i,)] if part.stacked else leaf.copy()
-        return np.asarray(piece)
+        devices = leaf.devices()
+        if len(devices) > 1 or next(iter(devices)).platform != "cpu":
+            return np.asarray(leaf[index] if part.stacked else leaf.copy())
     leaf = np.asarray(leaf)
-    return leaf[(slice(None),) * axis + (i,)] if part.stacked else leaf
+    return leaf[index] if part.stacked else leaf
 
 
 def _produce(entry: PlanEntry, arrays, axis: int, i: int, cast):

@@ -79,7 +79,7 @@ class SafetensorsFolder:
         except BaseException:
             self.close()
             raise
-        self.shards = tuple(self._files)
+        self.shards = tuple(sorted(self._files))
 
     def _open_index(self, index: str) -> None:
         where = f"index {index!r}"

@@ -49,7 +49,9 @@ def show(args: argparse.Namespace) -> int:
         assert info.config is not None  # the handler reads config.json first
         console.print(f"model: {_family(info.config)}")
         console.print(f"dtypes: {', '.join(info.dtypes) or 'none'}")
-        console.print(f"shards: {len(info.shards)} ({', '.join(info.shards)})")
+        shards = info.shards
+        named = shards[0] if len(shards) == 1 else f"{shards[0]} ... {shards[-1]}"
+        console.print(f"shards: {len(shards)}, {named}")
     elif info.layout is None:
         console.print("layout: none recorded (load it with saved_as= or an explicit keymap=)")
     else:
