@@ -117,6 +117,8 @@ def _whole(key: str, leaf) -> DiskTensor:
 
 def _one_axis(records) -> int:
     axes = {r.layer_axis for r in records}
+    if not axes:  # no stacks: every leaf is stored whole
+        return 0
     if len(axes) > 1:
         raise StackLayoutError(
             f"stacks have layer axes {sorted(axes)}",
