@@ -309,13 +309,17 @@ class SafetensorsFile:
             self._pread(runs[j].data, self._start + begin + (j * shape[axis] + layer) * run)
         self._verify(key, layer, flat)
 
-    def read_stacked_into(self, key: str, dest: np.ndarray, dest_axis: int) -> None:
+    def read_stacked_into(
+        self, key: str, dest: np.ndarray, dest_axis: int, disk_axis: int | None = None
+    ) -> None:
         """Fill ``dest`` (the whole stacked leaf, layer axis ``dest_axis``) from stacked tensor
         ``key`` whose layer axis k > 0: contiguous blocks of rows along axis 0 are read and
         scattered (no small reads), each layer's checksum streamed in C order."""
         dtype, shape, begin = self.tensors[key]
         record = self.checksums.get(key)
         axis = int(record["axis"]) if isinstance(record, dict) else None
+        if not self.checksums and disk_axis:  # a plain file: nothing recorded to verify
+            axis, record = disk_axis, None
         if axis is None or axis == 0:
             raise CheckpointFormatError(
                 f"checkpoint {self.path!r}",
@@ -332,9 +336,11 @@ class SafetensorsFile:
             offset = self._start + begin + j0 * row * dtype.itemsize
             self._pread(part.reshape(-1).view(np.uint8).data, offset)
             view[j0 : j0 + len(part)] = part
-            for sub in part:
+            for sub in part if record is not None else ():
                 for i, h in enumerate(hashers):
                     h.update(_bytes(sub[pick + (i,)]))
+        if record is None:
+            return
         want = record.get("layers", [])
         for i, h in enumerate(hashers):
             if i >= len(want) or h.hexdigest() != want[i]:

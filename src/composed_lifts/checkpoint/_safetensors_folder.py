@@ -34,9 +34,9 @@ def is_safetensors_folder(path: str) -> bool:
 
 def _inside(folder: str, name: object, where: str) -> str:
     """The path of shard ``name`` of ``folder``, refused unless it stays inside."""
-    if not isinstance(name, str) or not name or os.path.isabs(name) or "\\" in name:
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
         raise CheckpointFormatError(where, f"names shard {name!r}, which is not a file name")
-    if any(part in ("", ".", "..") for part in name.split("/")):
+    if os.path.isabs(name) or any(part in ("", ".", "..") for part in name.split("/")):
         raise CheckpointFormatError(
             where, f"names shard {name!r}, which leaves the model folder", "refusing to read it"
         )

@@ -171,7 +171,7 @@ def load_from(
             return False  # at axis 0 each layer is contiguous on disk: read layer by layer
         if any(view[k] != (disk_key, i, disk_axis) for i, k in enumerate(keys)):
             return False
-        read_whole_into(disk_key, dest, axis)
+        read_whole_into(disk_key, dest, axis, disk_axis)
         return True
 
     return read_state(
