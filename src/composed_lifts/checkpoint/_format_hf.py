@@ -176,7 +176,13 @@ class HFFolderFormat:
                         dest[...] = f.read(key)
 
                 tree = read_state(
-                    read, keymap, like, spec=spec, read_into=read_into, empty=aligned_empty
+                    read,
+                    keymap,
+                    like,
+                    spec=spec,
+                    read_into=read_into,
+                    empty=aligned_empty,
+                    read_view_into=lambda key, view: f.file_of(key).read_blocks_into(key, view),
                 )
             if counter is not None:
                 counter.append(f.bytes_read)

@@ -22,7 +22,7 @@ from .._errors import CheckpointFormatError
 from .._keymap import path_str
 from ._format import CheckpointInfo, TensorInfo
 from ._format_safetensors import recorded_config
-from ._orbax import _disk_key, _metadata, load_orbax, save_orbax
+from ._orbax import _disk_key, _is_meta, _metadata, load_orbax, orbax_layout, save_orbax
 from ._placement import place_like
 from ._record import LAYOUT_KEY, Layout
 from ._safetensors import open_regular
@@ -32,10 +32,6 @@ __all__ = ["ORBAX", "OrbaxFormat"]
 
 _MAX_ENTRIES = 100_000
 _METADATA_LIMIT = 64 << 20
-
-
-def _is_meta(m) -> bool:
-    return hasattr(m, "shape") and hasattr(m, "dtype")
 
 
 def check_folder(path: str) -> dict:
@@ -94,7 +90,7 @@ class OrbaxFormat:
         if saved_as is None:
             return load_orbax(path, like, keymap=keymap, layer_axis=layer_axis)
         where = f"checkpoint {path!r}"
-        if _layout(path) is not None:
+        if orbax_layout(path) is not None:
             raise CheckpointFormatError(
                 where,
                 "records its own layout, so saved_as= (for files that record none) does not apply",
@@ -132,11 +128,6 @@ class OrbaxFormat:
         problems = tuple(layout_problems(layout, disk)) if layout is not None else ()
         config = recorded_config(custom, f"checkpoint {path!r}")
         return CheckpointInfo(path, self.name, tensors, layout, problems, config=config)
-
-
-def _layout(path: str) -> Layout | None:
-    text = (_metadata(path).custom_metadata or {}).get(LAYOUT_KEY)
-    return None if text is None else Layout.from_json(text, path)
 
 
 ORBAX = OrbaxFormat()

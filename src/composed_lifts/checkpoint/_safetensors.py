@@ -349,6 +349,38 @@ class SafetensorsFile:
                     self.path, f"{key}[layer {i}]", want[i] if i < len(want) else "none", got
                 )
 
+    def read_blocks_into(self, key: str, dest: np.ndarray, block_bytes: int = 16 << 20) -> None:
+        """Fill ``dest`` (the tensor's shape, any strides, any dtype: a transposed view of a
+        layer of the result, say) through one reused buffer of rows along axis 0, so that
+        no copy of the whole tensor is made; the tensor's checksum is streamed."""
+        from .._keymap import assign
+
+        dtype, shape, begin = self.tensors[key]
+        want = self.checksums.get(key)
+        if isinstance(want, dict) or not shape:  # per-layer checksums: read it whole
+            assign(dest, self.read(key).astype(dest.dtype, copy=False))
+            return
+        row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        rows = max(1, block_bytes // max(1, row))
+        tmp = np.empty((min(rows, shape[0]),) + tuple(shape[1:]), dtype)
+        h = xxhash.xxh3_64()
+        for r0 in range(0, shape[0], rows):
+            part = tmp[: min(rows, shape[0] - r0)]
+            data = part.reshape(-1).view(np.uint8)
+            self._pread(data.data, self._start + begin + r0 * row)
+            if want is not None:
+                h.update(data)
+            assign(dest[r0 : r0 + len(part)], part.astype(dest.dtype, copy=False))
+        if want is None:
+            if self.checksums:
+                raise CheckpointFormatError(
+                    f"checkpoint {self.path!r}",
+                    f"records checksums but none for tensor {key!r}: its metadata was damaged",
+                )
+            return
+        if h.hexdigest() != want:
+            raise ChecksumMismatchError(self.path, key, want, h.hexdigest())
+
     def read_slice(self, key: str, index: tuple[slice, ...]) -> np.ndarray:
         """The part ``tensor[index]`` (one ``slice(start, stop)`` per leading axis, step 1),
         reading only its bytes: safetensors' ``get_slice``, into memory we own. No checksum
