@@ -369,7 +369,7 @@ class SafetensorsFile:
             data = part.reshape(-1).view(np.uint8)
             self._pread(data.data, self._start + begin + r0 * row)
             if want is not None:
-                h.update(data)
+                h.update(data.data)
             assign(dest[r0 : r0 + len(part)], part.astype(dest.dtype, copy=False))
         if want is None:
             if self.checksums:
