@@ -5,7 +5,9 @@ A random Llama (hidden 2048, 10 layers, vocab 32000; 582M params, bfloat16) is s
 RSS is its own), round-robin over rounds, files read warm:
 
 - ``hf_from_pretrained``: ``AutoModelForCausalLM.from_pretrained(folder, dtype=bfloat16)``;
-- ``from_hf``: ``models.from_hf(folder)`` (the folder's dtype, bfloat16);
+- ``hf_from_pretrained_read``: the same, then every weight summed once: ``from_pretrained``
+  maps the files lazily, so its weights are in memory only once touched;
+- ``from_hf``: ``models.from_hf(folder)`` (the folder's dtype, bfloat16, read into memory);
 - ``hf_save_pretrained``: the loaded torch model's ``save_pretrained`` (500MB shards);
 - ``to_hf``: ``models.to_hf`` of the params ``from_hf`` gave (500MB shards).
 
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NAMES = ["hf_from_pretrained", "from_hf", "hf_save_pretrained", "to_hf"]
+NAMES = ["hf_from_pretrained", "hf_from_pretrained_read", "from_hf", "hf_save_pretrained", "to_hf"]
 SHARD = "500MB"
 
 
@@ -83,6 +85,11 @@ def child(name: str, folder: Path, out: Path) -> dict:
     start = time.perf_counter()
     if name == "hf_from_pretrained":
         transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    elif name == "hf_from_pretrained_read":
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.sum()
     elif name == "from_hf":
         _, params = models.from_hf(folder)
         jax.block_until_ready(params)
@@ -158,6 +165,7 @@ def main() -> None:
         "from_hf": "hf_from_pretrained",
         "to_hf": "hf_save_pretrained",
         "hf_from_pretrained": "hf_from_pretrained",
+        "hf_from_pretrained_read": "hf_from_pretrained",
         "hf_save_pretrained": "hf_save_pretrained",
     }
     for name, r in rows.items():

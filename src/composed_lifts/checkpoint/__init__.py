@@ -25,9 +25,9 @@ Traceback (most recent call last):
 composed_lifts._errors.CheckpointMismatchError: param 'stack/w' is 4 layers in the checkpoint but the target needs 3 layers (shape (4, 3, 2))...
 """
 
-from ._format import CheckpointInfo as CheckpointInfo
-from ._format import TensorInfo as TensorInfo
 from ._format import describe as describe
+from ._info import CheckpointInfo as CheckpointInfo
+from ._info import TensorInfo as TensorInfo
 from ._load import load as load
 from ._load import read_layout as read_layout
 from ._record import Form as Form

@@ -10,62 +10,20 @@ its bytes are laid out.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
-import numpy as np
-
 from .._errors import ArgumentTypeError
-from ._record import Layout
+from ._format_hf import HF
+from ._format_orbax import ORBAX
+from ._format_safetensors import SAFETENSORS
+from ._info import CheckpointInfo, TensorInfo
+from ._safetensors_folder import is_safetensors_folder
 
-__all__ = ["CheckpointInfo", "Format", "TensorInfo", "describe", "format_for"]
+__all__ = ["Format", "describe", "format_for"]
 
 FORMATS = ("safetensors", "orbax", "hf")
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorInfo:
-    """One tensor as its header describes it: ``key``, ``shape``, ``dtype`` (a NumPy name)."""
-
-    key: str
-    shape: tuple[int, ...]
-    dtype: str
-
-    @property
-    def nbytes(self) -> int:
-        from ._safetensors import np_dtype
-
-        return int(np.prod(self.shape, dtype=np.int64)) * np_dtype(self.dtype).itemsize
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointInfo:
-    """What a checkpoint holds, read without its tensor data (:func:`describe`).
-
-    ``format``: ``"safetensors"``, ``"orbax"`` or ``"hf"`` (a ``save_pretrained`` folder);
-    ``tensors``; ``layout``, the layout composed-lifts recorded (None if none);
-    ``problems``, where that record disagrees with the tensors' headers (a damaged record:
-    ``load`` refuses it); ``shards``, the files of a Hugging Face folder; ``config``, its
-    ``config.json`` (or the one a checkpoint of ours recorded when converted from it).
-    """
-
-    path: str
-    format: str
-    tensors: tuple[TensorInfo, ...]
-    layout: Layout | None = None
-    problems: tuple[str, ...] = ()
-    shards: tuple[str, ...] = ()
-    config: Mapping[str, Any] | None = None
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors)
-
-    @property
-    def dtypes(self) -> tuple[str, ...]:
-        return tuple(sorted({t.dtype for t in self.tensors}))
 
 
 class Format(Protocol):
@@ -89,11 +47,6 @@ def format_for(
     safetensors file and any other path an Orbax folder; to read, a folder with a
     ``config.json`` or ``model.safetensors[.index.json]`` is a Hugging Face folder, another
     folder an Orbax checkpoint, anything else a safetensors file."""
-    from ._format_hf import HF
-    from ._format_orbax import ORBAX
-    from ._format_safetensors import SAFETENSORS
-    from ._safetensors_folder import is_safetensors_folder
-
     handlers = {h.name: h for h in (SAFETENSORS, ORBAX, HF)}
     if kind is not None:
         if kind not in handlers:

@@ -37,7 +37,7 @@ from .._keymap import (
     plan_entries,
     read_state,
 )
-from ._format import CheckpointInfo, TensorInfo
+from ._info import CheckpointInfo, TensorInfo
 from ._safetensors import DiskTensor, open_regular, write_safetensors
 from ._safetensors_folder import INDEX, SINGLE, SafetensorsFolder
 

@@ -20,8 +20,8 @@ import numpy as np
 from .._atomic import file_kind
 from .._errors import CheckpointFormatError
 from .._keymap import path_str
-from ._format import CheckpointInfo, TensorInfo
 from ._format_safetensors import recorded_config
+from ._info import CheckpointInfo, TensorInfo
 from ._orbax import _disk_key, _is_meta, _metadata, load_orbax, orbax_layout, save_orbax
 from ._placement import place_like
 from ._record import LAYOUT_KEY, Layout

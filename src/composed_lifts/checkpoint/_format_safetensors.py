@@ -18,7 +18,7 @@ import numpy as np
 from .. import __version__
 from .._errors import CheckpointFormatError, StackLayoutError
 from .._keymap import file_tensor, leaves_with_paths, plan_entries
-from ._format import CheckpointInfo, TensorInfo
+from ._info import CheckpointInfo, TensorInfo
 from ._placement import place_like
 from ._record import (
     HF_CONFIG_KEY,

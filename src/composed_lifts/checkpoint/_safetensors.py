@@ -24,6 +24,7 @@ import xxhash
 
 from .._atomic import atomic_writer
 from .._errors import ArgumentTypeError, CheckpointFormatError, ChecksumMismatchError
+from .._keymap import assign
 from ._record import CHECKSUMS_KEY
 
 __all__ = ["DiskTensor", "SafetensorsFile", "open_regular", "write_safetensors"]
@@ -353,8 +354,6 @@ class SafetensorsFile:
         """Fill ``dest`` (the tensor's shape, any strides, any dtype: a transposed view of a
         layer of the result, say) through one reused buffer of rows along axis 0, so that
         no copy of the whole tensor is made; the tensor's checksum is streamed."""
-        from .._keymap import assign
-
         dtype, shape, begin = self.tensors[key]
         want = self.checksums.get(key)
         if isinstance(want, dict) or not shape:  # per-layer checksums: read it whole
