@@ -139,7 +139,7 @@ def test_corrupted_safetensors(llama_folder, tmp_path):
     folder = tmp_path / "x"
     shutil.copytree(llama_folder, folder)
     (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    with pytest.raises(InputFileError, match="cannot be read as safetensors"):
+    with pytest.raises(InputFileError, match="is not a safetensors file"):
         models.from_hf(folder)
 
 

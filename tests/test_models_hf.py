@@ -8,6 +8,7 @@ in a different order); the round trip of weights is bitwise.
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -38,7 +39,7 @@ def assert_logits_close(ours, ref):
 @pytest.mark.parametrize("name", list(SPECS))
 def test_logits_equal_transformers(folders, name, scan):
     folder, reference = folders[name]
-    model, params = models.from_hf(folder, scan_layers=scan)
+    model, params = models.from_hf(folder, scan_layers=scan, dtype=jnp.float32)
     layers = {k for k in params if k.startswith("layers")}
     n = model.config.num_layers
     assert layers == ({"layers"} if scan else {f"layers_{i}" for i in range(n)})
@@ -60,13 +61,17 @@ def test_scanned_params_are_the_unrolled_ones_stacked(folders):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
 
 
-def test_bfloat16_file_loads_exactly_and_keeps_dtype_on_request(folders):
+def test_bfloat16_folder_loads_as_bfloat16_by_default_and_as_asked(folders):
     folder, reference = folders["llama-tied-bf16-sharded"]
     assert (folder / "model.safetensors.index.json").is_file()
-    model, params = models.from_hf(folder, dtype="bfloat16")
+    model, params = models.from_hf(folder)
     assert {leaf.dtype.name for leaf in jax.tree_util.tree_leaves(params)} == {"bfloat16"}
     ours = np.asarray(params["embed_tokens"]["embedding"].astype("float32"))
     np.testing.assert_array_equal(ours, reference.model.embed_tokens.weight.detach().numpy())
+    _, wide = models.from_hf(folder, dtype=jnp.float32)
+    assert {leaf.dtype.name for leaf in jax.tree_util.tree_leaves(wide)} == {"float32"}
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(wide)):
+        np.testing.assert_array_equal(np.asarray(a).astype(np.float32), np.asarray(b))
 
 
 @pytest.mark.parametrize("scan", [True, False], ids=["scanned", "unrolled"])
@@ -90,7 +95,7 @@ def test_to_hf_bfloat16_rewrites_the_sharded_file_bit_for_bit(folders, tmp_path)
     from safetensors.numpy import load_file
 
     folder, _ = folders["gpt2-bf16-sharded"]
-    model, params = models.from_hf(folder)  # float32 in memory
+    model, params = models.from_hf(folder, dtype=jnp.float32)  # float32 in memory
     models.to_hf(params, model.config, tmp_path, dtype="bfloat16")
     written = load_file(tmp_path / "model.safetensors")
     original = {}

@@ -25,6 +25,9 @@ Traceback (most recent call last):
 composed_lifts._errors.CheckpointMismatchError: param 'stack/w' is 4 layers in the checkpoint but the target needs 3 layers (shape (4, 3, 2))...
 """
 
+from ._format import describe as describe
+from ._info import CheckpointInfo as CheckpointInfo
+from ._info import TensorInfo as TensorInfo
 from ._load import load as load
 from ._load import read_layout as read_layout
 from ._record import Form as Form
@@ -32,6 +35,20 @@ from ._record import KeyMapName as KeyMapName
 from ._record import Layout as Layout
 from ._record import Stack as Stack
 from ._record import StackRecord as StackRecord
+from ._save import check_output as check_output
 from ._save import save as save
 
-__all__ = ["Form", "KeyMapName", "Layout", "Stack", "StackRecord", "load", "read_layout", "save"]
+__all__ = [
+    "CheckpointInfo",
+    "Form",
+    "KeyMapName",
+    "Layout",
+    "Stack",
+    "StackRecord",
+    "TensorInfo",
+    "check_output",
+    "describe",
+    "load",
+    "read_layout",
+    "save",
+]

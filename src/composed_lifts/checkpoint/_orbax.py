@@ -40,7 +40,7 @@ def _in_form(params, stacks, records):
     return params
 
 
-def save_orbax(path: str, params, stacks, records, keymap: KeyMapName) -> None:
+def save_orbax(path: str, params, stacks, records, keymap: KeyMapName, metadata=None) -> None:
     params = _in_form(params, stacks, records)
     if keymap is not KeyMapName.NATIVE:
         raise KeyMapError(
@@ -62,7 +62,7 @@ def save_orbax(path: str, params, stacks, records, keymap: KeyMapName) -> None:
         ckptr.save(  # jax.Arrays as they are: each device writes its own shards
             fresh,
             jax.tree_util.tree_map(_host_unless_jax, params),
-            custom_metadata={LAYOUT_KEY: layout.to_json()},
+            custom_metadata={**(metadata or {}), LAYOUT_KEY: layout.to_json()},
         )
         ckptr.wait_until_finished()
         ckptr.close()
@@ -135,7 +135,7 @@ def _is_meta(m) -> bool:
 
 
 def load_orbax(path: str, like, *, keymap=None, layer_axis=None):
-    from ._load import load_from
+    from ._state import load_from
 
     meta = _metadata(path)
     text = (meta.custom_metadata or {}).get(LAYOUT_KEY)
@@ -165,7 +165,16 @@ def load_orbax(path: str, like, *, keymap=None, layer_axis=None):
     def read_unit(key, layer, axis):
         return arrays[key] if layer is None else np.take(arrays[key], layer, axis=axis)
 
-    loaded = load_from(disk, layout, read_unit, None, like, keymap=keymap, layer_axis=layer_axis)
+    loaded = load_from(
+        disk,
+        layout,
+        read_unit,
+        None,
+        like,
+        keymap=keymap,
+        layer_axis=layer_axis,
+        where=f"checkpoint {path!r}",
+    )
     return place_like(loaded, like)
 
 

@@ -22,6 +22,7 @@ __all__ = ["Form", "KeyMapName", "Layout", "Stack", "StackRecord", "keymap_for",
 
 LAYOUT_KEY = "composed_lifts.layout"
 CHECKSUMS_KEY = "composed_lifts.xxh3_64"
+HF_CONFIG_KEY = "composed_lifts.hf_config"  # the config.json of a model converted from a folder
 FORMAT_VERSION = 1
 
 

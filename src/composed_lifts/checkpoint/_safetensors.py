@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import struct
 from collections.abc import Callable, Iterable, Iterator
 
@@ -23,9 +24,10 @@ import xxhash
 
 from .._atomic import atomic_writer
 from .._errors import ArgumentTypeError, CheckpointFormatError, ChecksumMismatchError
+from .._keymap import assign
 from ._record import CHECKSUMS_KEY
 
-__all__ = ["DiskTensor", "SafetensorsFile", "write_safetensors"]
+__all__ = ["DiskTensor", "SafetensorsFile", "open_regular", "write_safetensors"]
 
 _CODES = {
     "float64": "F64",
@@ -52,6 +54,25 @@ def np_dtype(name: str) -> np.dtype:
     import ml_dtypes
 
     return np.dtype(getattr(ml_dtypes, name, name))
+
+
+def open_regular(path: str, what: str) -> int:
+    """A read-only descriptor of ``path``, opened without blocking and only if it is a regular
+    file: a FIFO, socket or device would hang or stream forever, so it is refused first."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise CheckpointFormatError(f"{what} {path!r}", "does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointFormatError(f"{what} {path!r}", "is a folder, not a file") from None
+    except OSError as err:
+        raise CheckpointFormatError(
+            f"{what} {path!r}", f"cannot be opened: {err.strerror}"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CheckpointFormatError(f"{what} {path!r}", "is not a regular file")
+    return fd
 
 
 def _hex(data) -> str:
@@ -171,14 +192,25 @@ def write_safetensors(
 
 
 class SafetensorsFile:
-    """A safetensors file opened for checked reads of whole tensors or of one layer."""
+    """A safetensors file opened for checked reads of whole tensors, of one layer, or of a
+    slice (the bytes of that slice alone); ``bytes_read`` counts the data bytes read.
+
+    Opened without blocking, and only if it is a regular file (a FIFO or a device is refused
+    before anything waits on it); every tensor's dtype must be one we read (others, such as
+    ``C64`` or ``F8_E8M0``, are refused by name) and its bytes must lie inside the file.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise CheckpointFormatError(
-                f"checkpoint {self.path!r}", "does not exist (or is not a file)"
-            )
+        self.bytes_read = 0
+        self._fd = open_regular(self.path, "checkpoint")
+        try:
+            self._open()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _open(self) -> None:
         from safetensors import safe_open
 
         try:
@@ -190,22 +222,42 @@ class SafetensorsFile:
                 f"is not a safetensors file, or is truncated or corrupted: "
                 f"{str(err).splitlines()[0] if str(err) else type(err).__name__}",
             ) from None
-        with open(self.path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(n))
+        size = os.fstat(self._fd).st_size
+        head = os.pread(self._fd, 8, 0)
+        (n,) = struct.unpack("<Q", head) if len(head) == 8 else (size,)
+        if n > size - 8:  # the library checked it too; a file replaced meanwhile is refused
+            raise CheckpointFormatError(f"checkpoint {self.path!r}", "is truncated")
+        header = json.loads(os.pread(self._fd, n, 8))
         self._start = 8 + n
         header.pop("__metadata__", None)
-        self.tensors = {
-            key: (np_dtype(_DTYPES[v["dtype"]]), tuple(v["shape"]), int(v["data_offsets"][0]))
-            for key, v in header.items()
-        }
+        self.tensors = {}
+        for key, v in header.items():
+            code = v["dtype"]
+            if code not in _DTYPES:
+                raise CheckpointFormatError(
+                    f"checkpoint {self.path!r}",
+                    f"stores tensor {key!r} as {code}, a dtype composed-lifts does not read "
+                    f"(it reads {', '.join(sorted(_DTYPES))})",
+                    "convert that tensor with the tool that wrote it",
+                )
+            dtype, shape = np_dtype(_DTYPES[code]), tuple(int(d) for d in v["shape"])
+            begin, end = (int(x) for x in v["data_offsets"])
+            if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or (
+                self._start + end > size
+            ):
+                raise CheckpointFormatError(
+                    f"checkpoint {self.path!r}",
+                    f"has tensor {key!r} whose bytes do not fit its shape or the file",
+                )
+            self.tensors[key] = (dtype, shape, begin)
         try:
             self.checksums = json.loads(self.metadata.get(CHECKSUMS_KEY, "{}"))
         except ValueError:
+            self.checksums = None
+        if not isinstance(self.checksums, dict):
             raise CheckpointFormatError(
                 f"checkpoint {self.path!r}", "has a damaged checksum record in its metadata"
-            ) from None
-        self._fd = os.open(self.path, os.O_RDONLY)
+            )
 
     def close(self) -> None:
         os.close(self._fd)
@@ -227,6 +279,7 @@ class SafetensorsFile:
             got = os.preadv(self._fd, [buf], offset)
             if got <= 0:
                 raise CheckpointFormatError(f"checkpoint {self.path!r}", "is truncated")
+            self.bytes_read += got
             buf, offset = buf[got:], offset + got
 
     def read_into(
@@ -257,13 +310,17 @@ class SafetensorsFile:
             self._pread(runs[j].data, self._start + begin + (j * shape[axis] + layer) * run)
         self._verify(key, layer, flat)
 
-    def read_stacked_into(self, key: str, dest: np.ndarray, dest_axis: int) -> None:
+    def read_stacked_into(
+        self, key: str, dest: np.ndarray, dest_axis: int, disk_axis: int | None = None
+    ) -> None:
         """Fill ``dest`` (the whole stacked leaf, layer axis ``dest_axis``) from stacked tensor
         ``key`` whose layer axis k > 0: contiguous blocks of rows along axis 0 are read and
         scattered (no small reads), each layer's checksum streamed in C order."""
         dtype, shape, begin = self.tensors[key]
         record = self.checksums.get(key)
         axis = int(record["axis"]) if isinstance(record, dict) else None
+        if not self.checksums and disk_axis:  # a plain file: nothing recorded to verify
+            axis, record = disk_axis, None
         if axis is None or axis == 0:
             raise CheckpointFormatError(
                 f"checkpoint {self.path!r}",
@@ -280,9 +337,11 @@ class SafetensorsFile:
             offset = self._start + begin + j0 * row * dtype.itemsize
             self._pread(part.reshape(-1).view(np.uint8).data, offset)
             view[j0 : j0 + len(part)] = part
-            for sub in part:
+            for sub in part if record is not None else ():
                 for i, h in enumerate(hashers):
                     h.update(_bytes(sub[pick + (i,)]))
+        if record is None:
+            return
         want = record.get("layers", [])
         for i, h in enumerate(hashers):
             if i >= len(want) or h.hexdigest() != want[i]:
@@ -290,6 +349,60 @@ class SafetensorsFile:
                 raise ChecksumMismatchError(
                     self.path, f"{key}[layer {i}]", want[i] if i < len(want) else "none", got
                 )
+
+    def read_blocks_into(self, key: str, dest: np.ndarray, block_bytes: int = 16 << 20) -> None:
+        """Fill ``dest`` (the tensor's shape, any strides, any dtype: a transposed view of a
+        layer of the result, say) through one reused buffer of rows along axis 0, so that
+        no copy of the whole tensor is made; the tensor's checksum is streamed."""
+        dtype, shape, begin = self.tensors[key]
+        want = self.checksums.get(key)
+        if isinstance(want, dict) or not shape:  # per-layer checksums: read it whole
+            assign(dest, self.read(key).astype(dest.dtype, copy=False))
+            return
+        row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        rows = max(1, block_bytes // max(1, row))
+        tmp = np.empty((min(rows, shape[0]),) + tuple(shape[1:]), dtype)
+        h = xxhash.xxh3_64()
+        for r0 in range(0, shape[0], rows):
+            part = tmp[: min(rows, shape[0] - r0)]
+            data = part.reshape(-1).view(np.uint8)
+            self._pread(data.data, self._start + begin + r0 * row)
+            if want is not None:
+                h.update(data.data)
+            assign(dest[r0 : r0 + len(part)], part.astype(dest.dtype, copy=False))
+        if want is None:
+            if self.checksums:
+                raise CheckpointFormatError(
+                    f"checkpoint {self.path!r}",
+                    f"records checksums but none for tensor {key!r}: its metadata was damaged",
+                )
+            return
+        if h.hexdigest() != want:
+            raise ChecksumMismatchError(self.path, key, want, h.hexdigest())
+
+    def read_slice(self, key: str, index: tuple[slice, ...]) -> np.ndarray:
+        """The part ``tensor[index]`` (one ``slice(start, stop)`` per leading axis, step 1),
+        reading only its bytes: safetensors' ``get_slice``, into memory we own. No checksum
+        covers a part, so a file that records checksums is read whole (:meth:`read`)."""
+        dtype, shape, begin = self.tensors[key]
+        if not shape:
+            return self.read(key)
+        bounds = [s.indices(d)[:2] for s, d in zip(index, shape)]
+        bounds += [(0, d) for d in shape[len(bounds) :]]
+        out = np.empty(tuple(max(0, b - a) for a, b in bounds), dtype)
+        if out.size == 0:
+            return out
+        # axes after ``j`` are whole: each index of the axes before it is one contiguous run
+        j = len(shape) - 1
+        while j > 0 and bounds[j] == (0, shape[j]):
+            j -= 1
+        inner = int(np.prod(shape[j + 1 :], dtype=np.int64)) * dtype.itemsize
+        strides = [int(np.prod(shape[a + 1 :], dtype=np.int64)) * dtype.itemsize for a in range(j)]
+        runs = out.reshape(-1).view(np.uint8).reshape(-1, (bounds[j][1] - bounds[j][0]) * inner)
+        for r, lead in enumerate(np.ndindex(*[b - a for a, b in bounds[:j]])):
+            offset = sum((a + k) * st for (a, _), k, st in zip(bounds, lead, strides))
+            self._pread(runs[r].data, self._start + begin + offset + bounds[j][0] * inner)
+        return out
 
     def read(self, key: str, layer: int | None = None, axis: int = 0) -> np.ndarray:
         shape, dtype = self.spec(key, None if layer is None else axis)

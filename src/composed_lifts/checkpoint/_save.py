@@ -1,129 +1,21 @@
 """``save``: params to a checkpoint that records its layout, streamed and atomic.
 
-The file holds each stack either *stacked* (one tensor per leaf, the layer axis where
-``layer_axis`` says) or *unrolled* (one tensor per layer, keys ``{stack}.{i}.{rest}``,
-our names or PyTorch's); either can be written from a stacked or an unrolled tree.
-Tensors are written one at a time, per layer where the layout allows, so no copy of
-the model is made.
+The arguments are checked and the layout recorded here; the bytes are the format
+handler's (:func:`~composed_lifts.checkpoint._format.format_for` picks it from the path).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Iterator, Sequence
 
-import numpy as np
-
-from .. import __version__
 from .._arguments import describe_value
-from .._errors import ArgumentTypeError, KeyMapError, StackLayoutError
-from .._keymap import _leaves, _plan, _to_file
-from ..layout import as_stacks, layer_tree, subtree, unrolled_count
-from ._record import LAYOUT_KEY, Form, KeyMapName, Layout, Stack, keymap_for, record_stacks
-from ._safetensors import DiskTensor, write_safetensors
+from .._errors import ArgumentTypeError, KeyMapError
+from ..layout import as_stacks
+from ._format import format_for
+from ._record import HF_CONFIG_KEY, Form, KeyMapName, Stack, record_stacks
 
 __all__ = ["save"]
-
-
-def _one_layer(entry, arrays, layer_axis: int, i: int) -> Iterator[np.ndarray]:
-    """The producer of one file tensor of the unrolled form: layer ``i`` of ``entry``."""
-    yield _to_file(entry, arrays, layer_axis, i)
-
-
-def _stacked_tensors(tree, stacks: Sequence[Stack], records, disk_axis: int) -> list[DiskTensor]:
-    """Tensors of the stacked form: each stack leaf once, layer axis at ``disk_axis``."""
-    tensors = []
-    taken: set[str] = set()
-    for stack, record in zip(stacks, records):
-        node = subtree(tree, stack.path)
-        n = unrolled_count(node)
-        for path, leaf in _leaves(layer_tree(node)):
-            full = "/".join(x for x in (stack.path, path) if x)
-            if n is not None:
-                layers = [
-                    np.asarray(subtree(tree, f"{stack.layer_path(i)}/{path}")) for i in range(n)
-                ]
-                shape, dtype = layers[0].shape, layers[0].dtype
-                taken.update(f"{stack.layer_path(i)}/{path}" for i in range(n))
-            else:
-                src = stack.layer_axis
-                shape = np.shape(leaf)[:src] + np.shape(leaf)[src + 1 :]
-                dtype = np.dtype(leaf.dtype)
-                layers = None
-                taken.add(full)
-            disk_shape = shape[:disk_axis] + (record.num_layers,) + shape[disk_axis:]
-            if len(disk_shape) <= disk_axis:
-                raise StackLayoutError(
-                    f"leaf {full!r} has no axis {disk_axis} for the layers",
-                    "pass a layer_axis the leaves have",
-                )
-            tensors.append(
-                DiskTensor(
-                    full.replace("/", "."),
-                    disk_shape,
-                    np.dtype(dtype),
-                    disk_axis,
-                    _producer(leaf, layers, stack.layer_axis, disk_axis),
-                )
-            )
-    for path, leaf in _leaves(tree):
-        if path not in taken and not any(s.contains(path) for s in stacks):
-            tensors.append(_whole(path.replace("/", "."), leaf))
-    return tensors
-
-
-def _producer(leaf, layers, src: int, dst: int):
-    def produce():
-        if layers is not None:  # an unrolled tree
-            if dst == 0:
-                yield from layers
-            else:
-                yield np.stack(layers, axis=dst)
-        elif dst == 0:  # one layer per write (a 1 GB write() was measured 2x slower)
-            for i in range(np.shape(leaf)[src]):
-                yield np.asarray(leaf)[(slice(None),) * src + (i,)]
-        else:
-            yield np.ascontiguousarray(np.moveaxis(np.asarray(leaf), src, dst))
-
-    return produce
-
-
-def _whole(key: str, leaf) -> DiskTensor:
-    return DiskTensor(
-        key, tuple(np.shape(leaf)), np.dtype(leaf.dtype), None, lambda: iter([np.asarray(leaf)])
-    )
-
-
-def _one_axis(records) -> int:
-    axes = {r.layer_axis for r in records}
-    if len(axes) > 1:
-        raise StackLayoutError(
-            f"stacks have layer axes {sorted(axes)}",
-            "save them to separate files, or move them to one axis first (layer_axis_from)",
-        )
-    return axes.pop()
-
-
-def _unrolled_tensors(tree, stacks: Sequence[Stack], keymap_name: KeyMapName) -> list[DiskTensor]:
-    axis = _one_axis(stacks)
-    keymap = keymap_for(keymap_name, stacks, axis)
-    arrays = dict(_leaves(tree))
-    tensors = []
-    for entry in _plan(tree, keymap):
-        shape, dtype = entry.file_spec()
-        for i, key in enumerate(entry.keys()):
-            tensors.append(
-                DiskTensor(
-                    key,
-                    shape,
-                    dtype,
-                    None,
-                    functools.partial(_one_layer, entry, arrays, keymap.layer_axis, i),
-                )
-            )
-    return tensors
 
 
 def save(
@@ -135,17 +27,20 @@ def save(
     layer_axis: int | None = None,
     keymap: KeyMapName = KeyMapName.NATIVE,
     progress=None,
+    hf_config: dict | None = None,
 ) -> None:
     """Save ``params`` to ``path`` with its layout recorded.
 
-    ``stacks`` names where the tree's stacks are (``Stack(path, layer_axis, ensemble_size)`` or
+    ``stacks`` names where the tree's stacks are (``Stack(path, layer_axis, ensemble)`` or
     a ``/``-joined path; ``""`` is the whole tree); a stack given as ``layers_0 ...``
     subtrees is unrolled. The file stores them in ``form`` (default: as in the tree) with
     stacked tensors' layer axis at ``layer_axis`` (default: the tree's), under our key
     names or PyTorch's (``keymap=KeyMapName.TORCH``, unrolled only). A path ending in
     ``.safetensors`` is a safetensors file, any other path an Orbax checkpoint folder.
     An NNX stack is saved as the Linen stack's ``{"params": ...}``. The write is atomic.
-    ``progress(nbytes)`` is called after each tensor.
+    ``progress(nbytes)`` is called after each tensor. ``hf_config``, a Hugging Face
+    ``config.json`` dict, is recorded beside the layout (``composed-lifts convert`` keeps a
+    folder's config so that ``--to hf`` can write the folder back).
     """
     path = os.fspath(path)
     nnx = sys.modules.get("flax.nnx")
@@ -159,26 +54,48 @@ def save(
         raise ArgumentTypeError(
             "keymap", "a KeyMapName", describe_value(keymap), "e.g. KeyMapName.TORCH"
         )
+    if hf_config is not None and not isinstance(hf_config, dict):
+        raise ArgumentTypeError("hf_config", "a dict (a config.json)", describe_value(hf_config))
     stacks = as_stacks(stacks)
     records = record_stacks(params, stacks, form)
     chosen = records[0].form if records else Form.STACKED
     if keymap is KeyMapName.TORCH and chosen is Form.STACKED:
         raise KeyMapError(
-            "keymap=KeyMapName.TORCH names one tensor per layer", "save with form=Form.UNROLLED"
+            "the PyTorch key map (keymap=KeyMapName.TORCH, --key-map torch) names one tensor "
+            "per layer, but the stacks would be saved scanned",
+            "save them unrolled (form=Form.UNROLLED; on the command line, --to unrolled)",
         )
     if chosen is Form.STACKED and layer_axis is not None:
         records = tuple(r.replace(layer_axis=layer_axis) for r in records)
-    if not path.endswith(".safetensors"):
-        from ._orbax import save_orbax
+    metadata = {}
+    if hf_config is not None:
+        import json
 
-        return save_orbax(path, params, stacks, records, keymap)
-    layout = Layout(records, keymap, f"composed-lifts {__version__}")
-    if chosen is Form.STACKED:
-        tensors = _stacked_tensors(params, stacks, records, _one_axis(records))
-    else:
-        tensors = _unrolled_tensors(params, stacks, keymap)
-    metadata = {
-        LAYOUT_KEY: layout.to_json(),
-        "format": "pt" if keymap is KeyMapName.TORCH else "np",
-    }
-    write_safetensors(path, tensors, metadata, progress=progress)
+        metadata[HF_CONFIG_KEY] = json.dumps(hf_config, sort_keys=True)
+    format_for(path, writing=True).save(
+        path,
+        params,
+        stacks=stacks,
+        records=records,
+        keymap=keymap,
+        progress=progress,
+        metadata=metadata,
+    )
+
+
+def check_output(path: str | os.PathLike, flag: str = "checkpoint") -> None:
+    """Refuse, before any work, a ``path`` that :func:`save` could not write: a missing or
+    unwritable folder, a folder, FIFO or read-only file where a ``.safetensors`` file would
+    go. ``flag`` names the argument in the message (``OUT``)."""
+    from .._atomic import check_writable
+    from .._errors import OutputFileError
+
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        check_writable(path, flag)
+        return
+    folder = os.path.dirname(os.path.abspath(path))  # a folder, replaced whole
+    if not os.path.isdir(folder):
+        raise OutputFileError(
+            f"{flag} {path!r}", f"is in folder {folder!r}, which does not exist", "create it first"
+        )

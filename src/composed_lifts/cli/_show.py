@@ -1,56 +1,61 @@
-"""``composed-lifts show``: a checkpoint's tensors, its recorded layout and its size."""
+"""``composed-lifts show``: a checkpoint's or Hugging Face folder's tensors, layout and size."""
 
 from __future__ import annotations
 
 import argparse
-import os
 
 
 def register(commands) -> None:
     p = commands.add_parser(
         "show",
-        help="print a checkpoint's tensors, recorded layout and total size",
-        description="Print the tensors of a .safetensors file or Orbax folder (key, shape, dtype, "
-        "bytes), the layout composed-lifts recorded in it, and the total size. Reads no data.",
+        help="print a checkpoint's or Hugging Face folder's tensors, layout and total size",
+        description="Print the tensors of a .safetensors file, an Orbax folder or a Hugging Face "
+        "save_pretrained folder (key, shape, dtype, bytes), the layout composed-lifts recorded "
+        "(checked against the tensors' headers) or the folder's family, layers and shards, and "
+        "the total size. Reads no tensor data.",
     )
-    p.add_argument("file", metavar="FILE", help="checkpoint to describe")
+    p.add_argument("file", metavar="FILE", help="checkpoint or folder to describe")
     p.set_defaults(handler=show)
 
 
-def _tensors(path: str) -> list[tuple[str, tuple, str]]:
-    if os.path.isdir(path):
-        import jax
+def _family(config) -> str:
+    from .. import models
+    from ..errors import ComposedLiftsError
 
-        from .._keymap import path_str
-        from ..checkpoint._orbax import _metadata
-
-        tree = _metadata(path).item_metadata.tree
-        leaves = jax.tree_util.tree_flatten_with_path(
-            tree, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype")
-        )[0]
-        return [(path_str(p), tuple(m.shape), str(m.dtype)) for p, m in leaves]
-    from ..checkpoint._safetensors import SafetensorsFile
-
-    with SafetensorsFile(path) as f:
-        return [(key, shape, dtype.name) for key, (dtype, shape, _) in f.tensors.items()]
+    kind = config.get("model_type", "unknown")
+    try:
+        parsed = models.config_from_hf(config)
+    except ComposedLiftsError as err:
+        return f"{kind} (not loadable here: {str(err).splitlines()[0]})"
+    return f"{kind}, {parsed.num_layers} layers"
 
 
 def show(args: argparse.Namespace) -> int:
-    import numpy as np
     from rich.table import Table
 
-    from ..checkpoint import read_layout
-    from ..checkpoint._safetensors import np_dtype
+    from ..checkpoint import describe
+    from ..errors import CheckpointFormatError
     from ._console import Console
 
-    layout = read_layout(args.file)
-    tensors = _tensors(args.file)
+    info = describe(args.file)
     console = Console(highlight=False)
-    kind = "Orbax checkpoint" if os.path.isdir(args.file) else "safetensors file"
-    console.print(f"{args.file}: {kind}, {len(tensors)} tensors")
-    if layout is None:
-        console.print("layout: none recorded (load it with an explicit keymap=)")
+    kind = {
+        "orbax": "Orbax checkpoint",
+        "safetensors": "safetensors file",
+        "hf": "Hugging Face folder",
+    }[info.format]
+    console.print(f"{args.file}: {kind}, {len(info.tensors)} tensors")
+    if info.format == "hf":
+        assert info.config is not None  # the handler reads config.json first
+        console.print(f"model: {_family(info.config)}")
+        console.print(f"dtypes: {', '.join(info.dtypes) or 'none'}")
+        shards = info.shards
+        named = shards[0] if len(shards) == 1 else f"{shards[0]} ... {shards[-1]}"
+        console.print(f"shards: {len(shards)}, {named}")
+    elif info.layout is None:
+        console.print("layout: none recorded (load it with saved_as= or an explicit keymap=)")
     else:
+        layout = info.layout
         console.print(f"layout: written by {layout.library}, {layout.keymap.value} keys")
         for r in layout.stacks:
             batch = f"ensemble of {r.ensemble_size}" if r.ensemble_size else "shared"
@@ -59,14 +64,20 @@ def show(args: argparse.Namespace) -> int:
                 f"  stack {r.path or '(whole tree)'!s}: {r.num_layers} layers, {r.form.value}"
                 f"{axis}, {batch}, {', '.join(r.dtypes)}"
             )
+    if info.format != "hf" and info.config is not None:
+        console.print(f"converted from a Hugging Face folder: {_family(info.config)}")
     table = Table(show_edge=False)
     for col in ("key", "shape", "dtype", "bytes"):
         table.add_column(col, justify="right" if col == "bytes" else "left")
-    total = 0
-    for key, shape, dtype in tensors:
-        size = int(np.prod(shape, dtype=np.int64)) * np_dtype(dtype).itemsize
-        total += size
-        table.add_row(key, str(shape), dtype, f"{size:,}")
+    for t in info.tensors:
+        table.add_row(t.key, str(t.shape), t.dtype, f"{t.nbytes:,}")
     console.print(table)
-    console.print(f"total: {total:,} bytes")
+    console.print(f"total: {info.total_bytes:,} bytes")
+    if info.problems:
+        raise CheckpointFormatError(
+            f"checkpoint {args.file!r}",
+            f"has a layout record that disagrees with its tensors: {info.problems[0]}"
+            + (f" (and {len(info.problems) - 1} more)" if len(info.problems) > 1 else ""),
+            "the record was damaged; load it with saved_as= or keymap=",
+        )
     return 0

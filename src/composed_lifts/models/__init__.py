@@ -14,9 +14,13 @@ from ._decode import generate as generate
 from ._decode import init_cache as init_cache
 from ._gpt2 import GPT2 as GPT2
 from ._gpt2 import GPT2Block as GPT2Block
+from ._hf import abstract_params as abstract_params
+from ._hf import folder_dtype as folder_dtype
 from ._hf import from_hf as from_hf
 from ._hf import model_for_config as model_for_config
 from ._hf import to_hf as to_hf
+from ._keymaps import GPT2_KEYMAP as GPT2_KEYMAP
+from ._keymaps import LLAMA_KEYMAP as LLAMA_KEYMAP
 from ._llama import Llama as Llama
 from ._llama import LlamaBlock as LlamaBlock
 from ._sharding_axes import GPT2_PARAM_AXES as GPT2_PARAM_AXES
@@ -26,16 +30,20 @@ from ._sharding_axes import param_axes as param_axes
 
 __all__ = [
     "GPT2",
+    "GPT2_KEYMAP",
     "GPT2_PARAM_AXES",
     "GPT2Block",
     "GPT2Config",
     "Llama",
     "LlamaBlock",
     "LlamaConfig",
+    "LLAMA_KEYMAP",
     "LLAMA_PARAM_AXES",
     "STACKS",
+    "abstract_params",
     "config_from_hf",
     "config_to_hf",
+    "folder_dtype",
     "from_hf",
     "generate",
     "init_cache",

@@ -1,86 +1,40 @@
 """Hugging Face checkpoints in and out: ``from_hf(folder)`` and ``to_hf(params, config, folder)``.
 
-The correspondence between our param paths and Hugging Face's tensor names is
-data: a :class:`~composed_lifts.KeyMap` per architecture (``_keymap.py``), whose
-``{i}`` is the layer index. A per-layer param is stacked on axis 0 under
-``layers`` (scanned) or found under ``layers_{i}`` (unrolled); the same rules
-serve both. Llama's ``nn.Linear`` weights are ``(out, in)`` in the file and
-``(in, out)`` here (``Transpose``); GPT-2's ``Conv1D`` weights are already
-``(in, out)``, and its fused q, k, v tensor is our one ``c_attn`` kernel.
-
-Loading is streamed: ``read_state`` allocates each stacked array once and
-fills it one layer at a time from ``safetensors.safe_open`` (one file or the
-shards of ``model.safetensors.index.json``), casting each tensor to ``dtype``
-as it is read. A missing key (``MissingKeyError``), a key no rule reads
-(``KeyMapError``) or a tensor of the wrong shape (``TensorMismatchError``) is
+The correspondence between our param paths and Hugging Face's tensor names is data, a
+:class:`~composed_lifts.KeyMap` per family (``GPT2_KEYMAP``, ``LLAMA_KEYMAP``); the
+bytes are the Hugging Face folder handler's (``checkpoint/_format_hf.py``): streamed
+reads into preallocated stacks (each device reading only its part with a mesh) and
+streamed, sharded, atomic writes. A missing key (``MissingKeyError``), a key no rule
+reads (``KeyMapError``) or a tensor of the wrong shape (``TensorMismatchError``) is
 refused before any tensor's data is read.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import safetensors
-import safetensors.numpy
 
-from .._errors import ArgumentTypeError, InputFileError, LayoutMismatchError, OutputFileError
-from .._files import atomic_writer
-from .._keymap import KeyMap, Rule, Transpose, iter_state_dict, path_str, read_state
-from ..layout import layer_name
+from .._errors import ArgumentTypeError, CheckpointFormatError, LayoutMismatchError
+from .._keymap import KeyMap, path_str
+from ..checkpoint._format import describe, format_for
+from ..checkpoint._format_hf import DEFAULT_MAX_SHARD_SIZE, read_config
 from ._config import GPT2Config, LlamaConfig, config_from_hf, config_to_hf
 from ._gpt2 import GPT2
+from ._keymaps import GPT2_KEYMAP, LLAMA_KEYMAP
 from ._llama import Llama
-from ._sharding_axes import STACKS
 
-__all__ = ["GPT2_KEYMAP", "LLAMA_KEYMAP", "from_hf", "model_for_config", "to_hf"]
-
-
-def _per_layer(prefix: str, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
-    """``rules`` for a layer's params, scanned (``layers/...``) and unrolled (``layers_{i}/...``)."""
-    return tuple(
-        Rule(where + rule.path, prefix + rule.key, rule.ops)
-        for where in (f"{STACKS[0].path}/", f"{layer_name('{i}')}/")
-        for rule in rules
-    )
-
-
-GPT2_KEYMAP = KeyMap(
-    (
-        Rule("wte/embedding", "transformer.wte.weight"),  # also the head (tied)
-        Rule("wpe/embedding", "transformer.wpe.weight"),
-        Rule("ln_f/scale", "transformer.ln_f.weight"),
-        Rule("ln_f/bias", "transformer.ln_f.bias"),
-        *_per_layer(
-            "transformer.h.{i}.",
-            (
-                Rule("{*m}/scale", "{m}.weight"),  # ln_1, ln_2
-                Rule("{*m}/kernel", "{m}.weight"),  # Conv1D: (in, out) like ours, no transpose
-                Rule("{*m}/bias", "{m}.bias"),
-            ),
-        ),
-    )
-)
-
-LLAMA_KEYMAP = KeyMap(
-    (
-        Rule("embed_tokens/embedding", "model.embed_tokens.weight"),
-        Rule("norm/scale", "model.norm.weight"),
-        Rule("lm_head/kernel", "lm_head.weight", (Transpose(),)),  # absent when tied
-        *_per_layer(
-            "model.layers.{i}.",
-            (
-                Rule("{*m}/scale", "{m}.weight"),  # input_layernorm, post_attention_layernorm
-                Rule("{*m}/kernel", "{m}.weight", (Transpose(),)),  # nn.Linear: (out, in)
-            ),
-        ),
-    )
-)
+__all__ = [
+    "GPT2_KEYMAP",
+    "LLAMA_KEYMAP",
+    "abstract_params",
+    "folder_dtype",
+    "from_hf",
+    "model_for_config",
+    "to_hf",
+]
 
 
 def model_for_config(config: GPT2Config | LlamaConfig, *, scan_layers=True, decode=False):
@@ -101,87 +55,69 @@ def _keymap(config) -> KeyMap:
     return GPT2_KEYMAP if isinstance(config, GPT2Config) else LLAMA_KEYMAP
 
 
-def _abstract_params(model, dtype) -> dict:
+def abstract_params(model, dtype=jnp.float32) -> dict:
     """The model's param tree as ``jax.ShapeDtypeStruct`` leaves of ``dtype`` (nothing computed)."""
     ids = jnp.zeros((1, 1), jnp.int32)
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), ids)["params"]
     return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, dtype), shapes)
 
 
-def _read_config(folder: Path):
-    path = folder / "config.json"
-    if not path.is_file():
-        raise InputFileError(
-            f"folder {str(folder)!r}", "has no config.json", "give a save_pretrained folder"
+def folder_dtype(folder: str | os.PathLike) -> jnp.dtype:
+    """The dtype of a ``save_pretrained`` folder's floating tensors, from their headers."""
+    info = describe(os.fspath(folder))
+    floats = sorted(
+        {t.dtype for t in info.tensors if jnp.issubdtype(jnp.dtype(t.dtype), jnp.floating)}
+    )
+    if len(floats) != 1:
+        raise CheckpointFormatError(
+            f"folder {info.path!r}",
+            f"holds floating tensors of {len(floats)} dtypes ({', '.join(floats) or 'none'})",
+            "pass from_hf(..., dtype=) to load them all as one",
         )
-    try:
-        hf = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputFileError(f"{str(path)!r}", f"is not valid JSON: {err}") from None
-    if not isinstance(hf, dict):
-        raise InputFileError(
-            f"{str(path)!r}", f"must hold a JSON object, but holds a {type(hf).__name__}"
-        )
-    return config_from_hf(hf)
+    return jnp.dtype(floats[0])
 
 
-def _open_tensors(folder: Path, stack: contextlib.ExitStack) -> dict:
-    """Tensor name -> open ``safe_open`` handle holding it (one file, or every shard of an index)."""
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            files = sorted(
-                set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
-            )
-        except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as err:
-            raise InputFileError(
-                f"{str(index)!r}", f"is not a safetensors index: {err!r}"
-            ) from None
-    elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
-        raise InputFileError(
-            f"folder {str(folder)!r}",
-            "has neither model.safetensors nor model.safetensors.index.json",
-            "save the model with save_pretrained (safetensors is its default)",
-        )
-    handles = {}
-    for file in files:
-        path = folder / file
-        try:
-            handle = stack.enter_context(safetensors.safe_open(str(path), framework="np"))
-        except (OSError, safetensors.SafetensorError) as err:
-            raise InputFileError(
-                f"{str(path)!r}", f"cannot be read as safetensors: {err}"
-            ) from None
-        handles.update(dict.fromkeys(handle.keys(), handle))
-    return handles
-
-
-def from_hf(folder: str | os.PathLike, *, scan_layers: bool = True, dtype=jnp.float32):
+def from_hf(
+    folder: str | os.PathLike,
+    *,
+    scan_layers: bool = True,
+    dtype=None,
+    mesh: jax.sharding.Mesh | None = None,
+    rules=None,
+):
     """Read a Hugging Face ``save_pretrained`` folder: returns ``(model, params)``.
 
     ``model`` is a :class:`GPT2` or :class:`Llama` (``scan_layers=False``: unrolled)
-    and ``params`` its param tree, every tensor cast to ``dtype`` as it is read
-    (a bfloat16 file loads as float32 by default). Layers are read one at a time
-    into preallocated stacks.
+    and ``params`` its param tree in the folder's own dtype (a bfloat16 folder loads as
+    bfloat16), or cast to ``dtype`` as each tensor is read (``dtype=jnp.float32``).
+    Layers are read one at a time into preallocated stacks: host memory stays near the
+    params' size. With ``mesh`` (and optional ``ShardingRules`` ``rules``, default: the
+    model's ``param_axes``, data parallel), the params are placed on it, each device
+    reading only the part of each tensor it holds.
     """
-    folder = Path(folder)
-    config = _read_config(folder)
+    folder = os.fspath(folder)
+    handler = format_for(folder, kind="hf")
+    config = config_from_hf(read_config(folder))
     model = model_for_config(config, scan_layers=scan_layers)
-    dtype = jnp.dtype(dtype)
-    like = _abstract_params(model, dtype)
-    with contextlib.ExitStack() as stack:
-        handles = _open_tensors(folder, stack)
+    dtype = folder_dtype(folder) if dtype is None else jnp.dtype(dtype)
+    like = abstract_params(model, dtype)
+    shardings = None
+    if mesh is not None:
+        from .._sharding import default_rules, param_shardings
+        from ._sharding_axes import STACKS, param_axes
 
-        def read(key: str) -> np.ndarray:
-            return handles[key].get_tensor(key).astype(dtype, copy=False)
-
-        def spec(key: str) -> tuple:  # from the header: shapes are checked before any read
-            return tuple(handles[key].get_slice(key).get_shape()), dtype
-
-        arrays = read_state(read, _keymap(config), like, keys=list(handles), spec=spec)
-    return model, jax.tree_util.tree_map(jnp.asarray, arrays)
+        rules = default_rules(mesh, rules, param_axes(config))
+        shardings = param_shardings({"params": like}, mesh, rules, stacks=STACKS)["params"]
+    arrays = handler.restore(folder, like, keymap=_keymap(config), shardings=shardings)
+    if shardings is not None:
+        return model, arrays
+    # jnp.asarray of a page-aligned NumPy array takes its memory over on CPU (no copy)
+    leaves, treedef = jax.tree_util.tree_flatten(arrays)
+    del arrays
+    out = []
+    while leaves:
+        out.append(jnp.asarray(leaves.pop(0)))
+    return model, jax.tree_util.tree_unflatten(treedef, out)
 
 
 def _check_params(params, like) -> None:
@@ -207,35 +143,31 @@ def _check_params(params, like) -> None:
 
 
 def to_hf(
-    params, config: GPT2Config | LlamaConfig, folder: str | os.PathLike, *, dtype=None
+    params,
+    config: GPT2Config | LlamaConfig,
+    folder: str | os.PathLike,
+    *,
+    dtype=None,
+    max_shard_size=DEFAULT_MAX_SHARD_SIZE,
 ) -> None:
     """Write ``params`` as a folder ``transformers.AutoModelForCausalLM.from_pretrained`` loads.
 
-    ``config.json`` and one ``model.safetensors``, each written atomically;
-    tensors keep the params' dtype unless ``dtype`` is given. Scanned and
-    unrolled params are both accepted.
+    Tensors keep the params' dtype unless ``dtype`` is given, and are written one layer
+    at a time (host memory stays near the params' size), sharded like ``save_pretrained``:
+    shards of at most ``max_shard_size`` bytes (an int, or a string such as ``"5GB"``;
+    default 50 GB), ``model-0000k-of-0000N.safetensors`` with a
+    ``model.safetensors.index.json``, or one ``model.safetensors``; each file atomic,
+    ``config.json`` last, stale shards of an earlier save removed. Scanned and unrolled
+    params are both accepted.
     """
-    folder = Path(folder)
-    if (folder / "model.safetensors.index.json").exists():
-        raise OutputFileError(
-            f"folder {str(folder)!r}",
-            "holds a sharded checkpoint (model.safetensors.index.json) that a single "
-            "model.safetensors would not replace",
-            "write to an empty folder",
-        )
     scanned = isinstance(params, dict) and "layers" in params
     model = model_for_config(config, scan_layers=scanned)
-    _check_params(params, _abstract_params(model, jnp.float32))
-    arrays = jax.tree_util.tree_map(np.asarray, params)  # one device-to-host copy per leaf
-    tensors = {
-        key: np.ascontiguousarray(x if dtype is None else x.astype(dtype))
-        for key, x in iter_state_dict(arrays, _keymap(config))
-    }
-    data = safetensors.numpy.save(tensors, metadata={"format": "pt"})
-    stored_dtype = jnp.dtype(next(iter(tensors.values())).dtype).name
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_writer(folder / "model.safetensors") as f:
-        f.write(data)
-    with atomic_writer(folder / "config.json", "w") as f:
-        json.dump({**config_to_hf(config), "dtype": stored_dtype}, f, indent=2, sort_keys=True)
-        f.write("\n")
+    _check_params(params, abstract_params(model, jnp.float32))
+    format_for(folder, kind="hf").save(
+        os.fspath(folder),
+        params,
+        keymap=_keymap(config),
+        config=config_to_hf(config),
+        max_shard_size=max_shard_size,
+        dtype=dtype,
+    )
