@@ -178,7 +178,7 @@ def _with_layout(tmp_path, edit):
         ("num_layers", 10**18, "records 1000000000000000000 layers"),
         ("num_layers", 4, "records 4 layers"),
         ("layer_axis", 2**63, "layer axis 9223372036854775808"),
-        ("num_layers", -1, "records -1 layers"),
+        ("num_layers", -1, "num_layers must be >= 1, got -1"),
     ],
 )
 def test_a_layout_record_that_contradicts_the_tensors(tmp_path, capsys, field, value, words):
