@@ -42,6 +42,7 @@ __all__ = [
     "NonFiniteInputError",
     "NonFiniteResultError",
     "OutputFileError",
+    "OutputWriteError",
     "ReadOnlyFileError",
     "SeedRangeError",
     "ShardingRuleError",
@@ -871,3 +872,22 @@ class UnsupportedConfigError(ComposedLiftsError, ValueError):
             f"composed_lifts.models refuses the model rather than load it half right: run it "
             f"with transformers, or use a config without this setting"
         )
+
+
+# ---------------------------------------------------------------- writes that fail part way (issue 17)
+
+
+class OutputWriteError(OutputFileError):
+    """Writing an output failed part way: the disk is full, a file-size limit (``ulimit -f``)
+    or a quota was reached, or the device failed. Nothing was replaced: what was at the path
+    before (if anything) is whole and unchanged, and the partial write was removed.
+
+    Free space or raise the limit, or write elsewhere.
+
+    Attributes: ``where`` (``checkpoint 'm.safetensors'``), ``reason`` (the system's words),
+    ``kept`` (what stays at the path), ``fix``.
+    """
+
+    def __init__(self, where: str, reason: str, kept: str, fix: str = "free space or raise the limit, or write elsewhere"):
+        self.reason, self.kept = reason, kept
+        super().__init__(where, f"could not be written: {reason} ({kept})", fix)
