@@ -888,6 +888,12 @@ class OutputWriteError(OutputFileError):
     ``kept`` (what stays at the path), ``fix``.
     """
 
-    def __init__(self, where: str, reason: str, kept: str, fix: str = "free space or raise the limit, or write elsewhere"):
+    def __init__(
+        self,
+        where: str,
+        reason: str,
+        kept: str,
+        fix: str = "free space or raise the limit, or write elsewhere",
+    ):
         self.reason, self.kept = reason, kept
         super().__init__(where, f"could not be written: {reason} ({kept})", fix)

@@ -111,8 +111,10 @@ def _write(target: str, fresh: str, tree, metadata: dict) -> None:
             reason = write_failure(err, caught)
             if reason is None:
                 raise
-            kept = "the old checkpoint there is unchanged" if os.path.lexists(target) else (
-                "nothing was left there"
+            kept = (
+                "the old checkpoint there is unchanged"
+                if os.path.lexists(target)
+                else ("nothing was left there")
             )
             raise OutputWriteError(f"checkpoint {target!r}", reason, kept) from None
         finally:

@@ -12,7 +12,10 @@ then an exception in the caller). So:
 - :func:`quiet_orbax` runs Orbax calls with absl's and Orbax's loggers below CRITICAL
   muted and the exceptions of background threads (``threading.excepthook``) and of
   finalizers (``sys.unraisablehook``) captured instead of printed; the caller turns the
-  exception Orbax raises into our one error.
+  exception Orbax raises into our one error. One report can come later, when the call has
+  returned: TensorStore finishing a read into an event loop Orbax already closed ("Event
+  loop is closed", from a damaged checkpoint); a filter in front of ``sys.unraisablehook``,
+  installed on first use, drops exactly that report and passes every other on.
 - :func:`write_failure` reads the system's error out of Orbax's (TensorStore's) message
   (``[os_error_code='28']``) so that a full disk says "No space left on device".
 """
@@ -133,11 +136,47 @@ def is_our_checkpoint(path: str, layout_key: str) -> bool:
     return True
 
 
+_filter_installed = False
+
+
+def _late_callback(info) -> bool:
+    """TensorStore completing a read after Orbax closed the event loop that awaited it (Orbax
+    stops waiting at the first failed read of a damaged checkpoint): a finalizer-style
+    "Event loop is closed" from asyncio's ``call_soon_threadsafe``, nothing else."""
+    err = info.exc_value
+    if not isinstance(err, RuntimeError) or str(err) != "Event loop is closed":
+        return False
+    tb = info.exc_traceback
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "call_soon_threadsafe" and "asyncio" in code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _drop_late_callbacks() -> None:
+    """Chain a filter in front of ``sys.unraisablehook`` (once per process) that drops
+    :func:`_late_callback` reports, which arrive at any time after Orbax returns."""
+    global _filter_installed
+    if _filter_installed:
+        return
+    previous = sys.unraisablehook
+
+    def hook(info):
+        if not _late_callback(info):
+            previous(info)
+
+    sys.unraisablehook = hook
+    _filter_installed = True
+
+
 @contextlib.contextmanager
 def quiet_orbax():
     """Run Orbax inside: its log lines below CRITICAL and its background threads' and
     finalizers' exceptions stay here (the list yielded collects the exceptions)."""
     caught: list[BaseException] = []
+    _drop_late_callbacks()
     loggers = [logging.getLogger(name) for name in _LOGGERS]
     levels = [logger.level for logger in loggers]
     hook, unraisable = threading.excepthook, sys.unraisablehook

@@ -139,6 +139,8 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
             )
         dtypes = tuple(sorted({np.dtype(leaf.dtype).name for _, leaf in leaves}))
         unrolled = unrolled_layers(node)
+        if unrolled is not None:
+            _check_layers_alike(stack.path, node, unrolled)
         first = node["layers_0"] if unrolled is not None else node
         counts: dict[int, str] = {}
         sizes: dict[int, str] = {}
@@ -173,6 +175,39 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
             StackRecord(stack.path, int(num), form or found_form, stack.layer_axis, size, dtypes)
         )
     return tuple(records)
+
+
+def _leaf_specs(tree) -> dict[str, str]:
+    import jax
+
+    return {
+        path_str(p): f"{np.dtype(leaf.dtype).name}{tuple(np.shape(leaf))}"
+        for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def _check_layers_alike(path: str, node, n: int) -> None:
+    """Every layer of an unrolled stack has layer 0's leaves, shapes and dtypes, or a
+    :class:`StackLayoutError` names the layers and the leaves that differ."""
+    first = _leaf_specs(node["layers_0"])
+    for i in range(1, n):
+        other = _leaf_specs(node[f"layers_{i}"])
+        if other == first:
+            continue
+        diffs = [f"lacks {k!r}" for k in first if k not in other]
+        diffs += [f"has {k!r}, which layers_0 lacks" for k in other if k not in first]
+        diffs += [
+            f"has {k!r} as {other[k]} where layers_0 has {first[k]}"
+            for k in first
+            if k in other and other[k] != first[k]
+        ]
+        more = f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else ""
+        raise StackLayoutError(
+            f"the layers of stack {path!r} differ in structure: layers_{i} "
+            f"{'; '.join(diffs[:4])}{more}",
+            "give every layer of a stack the same leaves, shapes and dtypes, or save the layers "
+            "that differ as separate subtrees outside the stack",
+        )
 
 
 def keymap_for(name: KeyMapName, paths: Sequence[str], layer_axis: int) -> KeyMap:

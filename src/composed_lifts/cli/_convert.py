@@ -73,14 +73,28 @@ def _check_output(source: str, path: str) -> None:
         raise OutputFileError(
             f"OUT {path!r}", "is the checkpoint IN being read", "write elsewhere, then rename"
         )
-    if path.endswith(".safetensors"):
-        check_writable(path, "OUT")
+    if not path.endswith(".safetensors"):
+        from ..checkpoint._orbax import check_replaceable
+
+        check_replaceable(path, "OUT")  # an Orbax folder, replaced whole, only if ours
         return
-    folder = os.path.dirname(os.path.abspath(path))  # an Orbax folder, replaced whole
-    if not os.path.isdir(folder):
+    target = check_writable(path, "OUT")
+    if target.exists() and not _ours(str(target)):
         raise OutputFileError(
-            f"OUT {path!r}", f"is in folder {folder!r}, which does not exist", "create it first"
+            f"OUT {path!r}",
+            "exists and is not a safetensors checkpoint written by composed-lifts; it is not "
+            "replaced",
+            "choose another path, or remove it first",
         )
+
+
+def _ours(path: str) -> bool:
+    from ..checkpoint import read_layout
+
+    try:
+        return read_layout(path) is not None
+    except CheckpointFormatError:
+        return False
 
 
 def convert(args: argparse.Namespace) -> int:
