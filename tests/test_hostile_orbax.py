@@ -5,6 +5,7 @@ device counts, stacks whose layers differ, and messages that name the right thin
 Each test here failed before the fix it guards (see the issue's findings)."""
 
 import json
+import logging
 import os
 import random
 import resource
@@ -457,11 +458,12 @@ def _cli(*args, timeout=120):
 
 
 @pytest.mark.parametrize("kind", DAMAGES)
-def test_damaged_orbax_folders_give_one_line_and_no_noise(tmp_path, capfd, kind):
+def test_damaged_orbax_folders_give_one_line_and_no_noise(tmp_path, capfd, caplog, kind):
     path = tmp_path / "ck"
     save(path, tree(), stacks=["stack"])
     _damage(path, kind)
     capfd.readouterr()
+    caplog.set_level(logging.DEBUG)  # pytest takes absl's records: they must not be emitted
     for args in (["show", path], ["convert", path, tmp_path / "out.safetensors"]):
         status, out, err = call(capfd, *args)  # file descriptors: absl and C++ logs too
         if status == 0:  # not needed (show reads no array data): whole, or not read
@@ -472,6 +474,8 @@ def test_damaged_orbax_folders_give_one_line_and_no_noise(tmp_path, capfd, kind)
         assert "WARNING" not in err and "Traceback" not in err
         assert str(path) in lines[0] or "'ck'" in lines[0], lines[0]
     assert not (tmp_path / "out.safetensors").exists() or kind == "no process manifest"
+    noise = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not noise, [r.getMessage() for r in noise]
 
 
 @pytest.mark.parametrize("kind", ["no manifest", "no process manifest", "no data"])

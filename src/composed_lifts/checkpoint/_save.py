@@ -177,7 +177,10 @@ def save(
     stacked tensors' layer axis at ``layer_axis`` (default: the tree's), under our key
     names or PyTorch's (``keymap=KeyMapName.TORCH``, unrolled only). A path ending in
     ``.safetensors`` is a safetensors file, any other path an Orbax checkpoint folder.
-    An NNX stack is saved as the Linen stack's ``{"params": ...}``. The write is atomic.
+    An NNX stack is saved as the Linen stack's ``{"params": ...}``. The write is atomic
+    (an Orbax folder replaces only an empty folder or a checkpoint of ours, in one exchange
+    of names); a write that fails part way (full disk, ``ulimit -f``) raises
+    :class:`~composed_lifts.errors.OutputWriteError` naming ``path``, the old one unchanged.
     ``progress(nbytes)`` is called after each tensor.
     """
     path = os.fspath(path)
