@@ -12,7 +12,8 @@ On load each region is hashed again from what was restored: from a host array by
 from a sharded ``jax.Array`` from the shard with the same region, or, when the target's mesh
 cuts the array differently, by assembling the region from the overlapping addressable shards
 (one region's bytes on the host at a time). The regions must tile the array exactly, which
-bounds the work by the array's size. In a multi-process run, each process verifies the
+bounds the work by the array's size. Measured (``bench/orbax_memory.py``): a save's and a
+load's peak memory are unchanged by the checksums (2.93x and 3.16x the params, as before). In a multi-process run, each process verifies the
 regions its own devices hold whole (saving from several processes is not supported yet).
 """
 
