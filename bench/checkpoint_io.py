@@ -7,6 +7,8 @@ over rounds so that a slow spell of the shared machine hits all alike:
 - ``save_scanned`` / ``save_unrolled``: ``checkpoint.save`` (header, xxh3 per layer,
   temp file, fsync, rename, folder fsync), stacked and per-layer;
 - ``orbax_save``: Orbax's ``StandardCheckpointer`` on the same tree;
+- ``save_orbax``: ``checkpoint.save`` to an Orbax folder (Orbax's save plus an xxh3-64 per
+  shard, the work folder, the exchange of names);
 - ``plain_read``: the scanned file's bytes read into one preallocated buffer (the load
   baseline);
 - ``load_scanned`` / ``load_unrolled``: ``checkpoint.load`` into a stacked target
@@ -15,13 +17,16 @@ over rounds so that a slow spell of the shared machine hits all alike:
 - ``load_into_unrolled``: the scanned file into the unrolled target (a conversion);
 - ``st_load_file_stack``: ``safetensors.numpy.load_file`` of the unrolled file, then
   ``stack_params`` (what loaders do today);
-- ``orbax_restore``: Orbax's restore of the stacked tree.
+- ``orbax_restore``: Orbax's restore of the stacked tree;
+- ``load_orbax``: ``checkpoint.load`` of that Orbax folder into the stacked target (the
+  folder checked, every shard's checksum verified).
 
 Files are read warm: the parent reads each file through the page cache just before the
 load (baseline included).
 Memory is the peak RSS above the subprocess's RSS after its imports, as a ratio to
 the params' bytes: for a load it holds the result, for a save the params it writes. Writes ``bench/results/checkpoint_io.json`` and ``.md``.
-Run: ``.venv/bin/python bench/checkpoint_io.py [--small] [--rounds 3]``.
+Run: ``.venv/bin/python bench/checkpoint_io.py [--small] [--rounds 3]``; ``--only a,b --tag t``
+runs those contenders (and the plain baselines) and writes ``checkpoint_io_t.*``.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SAVES = ["plain_write", "save_scanned", "save_unrolled", "orbax_save"]
+SAVES = ["plain_write", "save_scanned", "save_unrolled", "orbax_save", "save_orbax"]
 LOADS = [
     "plain_read",
     "load_scanned",
@@ -50,6 +55,7 @@ LOADS = [
     "load_into_unrolled",
     "st_load_file_stack",
     "orbax_restore",
+    "load_orbax",
 ]
 
 
@@ -120,6 +126,8 @@ def child(name: str, folder: Path, n: int, f: int) -> dict:
         ckptr.save(target, params)
         ckptr.wait_until_finished()
         ckptr.close()
+    elif name == "save_orbax":
+        save(folder / "ours_orbax", params, stacks=["params"])
     elif name == "plain_read":
         size = os.path.getsize(folder / "scanned.safetensors")
         buf = np.empty(size, np.uint8)
@@ -150,6 +158,8 @@ def child(name: str, folder: Path, n: int, f: int) -> dict:
         restored = ckptr.restore(folder / "orbax", _abstract(n, f))
         np.asarray(restored["params"]["Dense_0"]["kernel"])
         ckptr.close()
+    elif name == "load_orbax":
+        load(folder / "ours_orbax", like=_abstract(n, f))
     else:
         raise SystemExit(f"unknown contender {name}")
     seconds = time.perf_counter() - start
@@ -165,6 +175,7 @@ READS = {
     "load_into_unrolled": "scanned.safetensors",
     "st_load_file_stack": "unrolled.safetensors",
     "orbax_restore": "orbax",
+    "load_orbax": "ours_orbax",
 }
 
 
@@ -206,6 +217,7 @@ def prepare(folder: Path, n: int, f: int) -> None:
     ckptr.save(folder / "orbax", params)
     ckptr.wait_until_finished()
     ckptr.close()
+    save(folder / "ours_orbax", params, stacks=["params"])
 
 
 def main() -> None:
@@ -213,11 +225,18 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, metavar=("NAME", "DIR", "N", "F"))
     parser.add_argument("--small", action="store_true", help="N=8, F=256: check the script")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", help="comma-separated contenders (the plain ones are added)")
+    parser.add_argument("--tag", default="", help="results file suffix for --only runs")
     args = parser.parse_args()
     if args.child:
         name, folder, n, f = args.child
         print(json.dumps(child(name, Path(folder), int(n), int(f))))
         return
+    global SAVES, LOADS
+    if args.only:
+        chosen = set(args.only.split(",")) | {"plain_write", "plain_read"}
+        SAVES = [name for name in SAVES if name in chosen]
+        LOADS = [name for name in LOADS if name in chosen]
     n, f = (8, 256) if args.small else (64, 2048)
     nbytes = n * f * f * 4 + n * f * 4
     sys.path.insert(0, str(HERE))
@@ -261,7 +280,7 @@ def main() -> None:
         "results": results,
         "targets": {"time_x_plain": 1.25, "memory_x_params": 1.2},
     }
-    suffix = "_small" if args.small else ""
+    suffix = ("_small" if args.small else "") + (f"_{args.tag}" if args.tag else "")
     out = HERE / "results" / f"checkpoint_io{suffix}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     lines = [

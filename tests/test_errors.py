@@ -115,6 +115,13 @@ CASES = {
         ("params/b", "3 layers", "4 layers", "load into a stack of 3 layers"),
         ["param 'params/b' is 3 layers in the checkpoint but the target needs 4 layers; load"],
     ),
+    "OutputWriteError": (
+        ("checkpoint 'm.safetensors'", "File too large", "the old file is unchanged"),
+        [
+            "checkpoint 'm.safetensors' could not be written: File too large (the old file is "
+            "unchanged); free space or raise the limit",
+        ],
+    ),
     # models
     "UnsupportedConfigError": (
         ("attention_bias", True, "false"),

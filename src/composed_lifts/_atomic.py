@@ -13,8 +13,11 @@ with the writer's process id and is removed by the next write to that file.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import re
+import shutil
 import signal
 import stat
 import tempfile
@@ -22,9 +25,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ._errors import OutputFileError, ReadOnlyFileError
+from ._errors import ComposedLiftsError, OutputFileError, OutputWriteError, ReadOnlyFileError
 
-__all__ = ["atomic_writer", "check_writable", "file_kind", "fsync_folder"]
+__all__ = [
+    "atomic_writer",
+    "check_writable",
+    "exchange_paths",
+    "file_kind",
+    "fsync_folder",
+    "remove_leftover_folders",
+    "replace_folder",
+    "work_folder_prefix",
+]
 
 _CAUGHT_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
@@ -201,15 +213,27 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb", flag: str = "output
                 if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
                     with contextlib.suppress(OSError):
                         os.fchown(fd, st.st_uid, st.st_gid)
-            with os.fdopen(fd, mode) as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(name, target)
+            try:
+                with os.fdopen(fd, mode) as f:
+                    yield f
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(name, target)
+            except OSError as err:
+                raise _write_failed(err, f"{flag} {str(path)!r}", st is not None) from None
             tmp[0] = None
         finally:
             _unlink(tmp[0])
     fsync_folder(folder)
+
+
+def _write_failed(err: OSError, where: str, existed: bool) -> OSError:
+    """Our error for a write that failed part way (no file name: the disk, a limit, the device);
+    any other error (ours, or one naming another file) as it is."""
+    if isinstance(err, ComposedLiftsError) or err.filename is not None:
+        return err
+    kept = "the old one is unchanged" if existed else "nothing was left there"
+    return OutputWriteError(where, err.strerror or str(err), kept)
 
 
 def fsync_folder(folder: str | os.PathLike) -> None:
@@ -220,3 +244,91 @@ def fsync_folder(folder: str | os.PathLike) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# --- folders replaced whole (Orbax checkpoints) ----------------------------------------------
+#
+# A folder cannot be renamed over a non-empty one, so replacing a checkpoint folder takes an
+# exchange of names: Linux's renameat2(RENAME_EXCHANGE) swaps the new folder and the old one
+# in one step, so that OUT is always the old checkpoint or the new one. Where the kernel or
+# the file system cannot (other systems, some network file systems: ENOSYS, EINVAL), two
+# renames are the fallback (old aside, new in), with a window of one system call without a
+# folder at OUT; a save killed in that window is repaired by the next save to OUT, which
+# moves the old folder back first. A versioned folder behind a symbolic link swapped by
+# rename would be atomic everywhere, but OUT would then be a link (copies, rsync and Orbax's
+# own tools see the link) and an existing plain folder could still not be turned into one
+# atomically.
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_UNSUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM}
+
+
+def _renameat2():
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # not Linux, or a C library older than glibc 2.28
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def exchange_paths(a: str, b: str) -> bool:
+    """Swap the names ``a`` and ``b`` (both must exist) in one step; False where the system or
+    the file system cannot, with nothing changed."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in _UNSUPPORTED:
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def replace_folder(fresh: str, target: str, aside: str) -> None:
+    """Put folder ``fresh`` at ``target``; an existing ``target`` ends up at ``fresh`` (by an
+    exchange) or at ``aside`` (the fallback), for the caller to remove. ``target``'s folder
+    is fsynced."""
+    if os.path.lexists(target):
+        if not exchange_paths(fresh, target):
+            os.replace(target, aside)
+            os.replace(fresh, target)
+    else:
+        os.rename(fresh, target)
+    fsync_folder(os.path.dirname(target))
+
+
+def work_folder_prefix(target: str) -> str:
+    """The hidden prefix of the work folders of saves to ``target``: ``.NAME.``."""
+    folder, name = os.path.split(target)
+    stem = name.encode()[: max(_name_max(Path(folder)) - 40, 1)].decode(errors="ignore")
+    return f".{stem}."
+
+
+def remove_leftover_folders(target: str) -> None:
+    """Remove the work folders (``.NAME.<pid>.<random>``) of saves to ``target`` whose process
+    no longer runs; if ``target`` is missing (a save killed between the fallback's two
+    renames), the old folder kept in one of them is moved back first."""
+    folder = os.path.dirname(target)
+    pattern = re.compile(re.escape(work_folder_prefix(target)) + r"(\d+)\.[A-Za-z0-9_]{8}$")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = pattern.match(entry.name)
+            if not match or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                os.kill(int(match.group(1)), 0)
+                continue  # still running (or another process has its id now)
+            except ProcessLookupError:
+                pass
+            except (PermissionError, OverflowError, OSError):
+                continue
+            old = os.path.join(entry.path, "old")
+            if not os.path.lexists(target) and os.path.isdir(old):
+                with contextlib.suppress(OSError):
+                    os.rename(old, target)
+                    fsync_folder(folder)
+            shutil.rmtree(entry.path, ignore_errors=True)

@@ -11,7 +11,6 @@ its fix. A failure raises the same class wherever it is found.
 from __future__ import annotations
 
 __all__ = [
-    "UnliftedVariablesError",
     "AperiodicLayersError",
     "ArgumentRangeError",
     "ArgumentTypeError",
@@ -45,6 +44,7 @@ __all__ = [
     "NonFiniteInputError",
     "NonFiniteResultError",
     "OutputFileError",
+    "OutputWriteError",
     "PatternKindsError",
     "ReadOnlyFileError",
     "SeedRangeError",
@@ -54,6 +54,7 @@ __all__ = [
     "StandardOutputError",
     "TensorMismatchError",
     "UnevenBatchError",
+    "UnliftedVariablesError",
     "UnsplitRngError",
     "UnsupportedConfigError",
     "WidthMismatchError",
@@ -993,3 +994,28 @@ class KindOutputsError(ComposedLiftsError, ValueError):
             f"the stack stacks every layer's y to (B, N, ...), so every kind must return the "
             f"same structure, shapes and dtypes (or None)"
         )
+
+
+# ---------------------------------------------------------------- writes that fail part way (issue 17)
+
+
+class OutputWriteError(OutputFileError):
+    """Writing an output failed part way: the disk is full, a file-size limit (``ulimit -f``)
+    or a quota was reached, or the device failed. Nothing was replaced: what was at the path
+    before (if anything) is whole and unchanged, and the partial write was removed.
+
+    Free space or raise the limit, or write elsewhere.
+
+    Attributes: ``where`` (``checkpoint 'm.safetensors'``), ``reason`` (the system's words),
+    ``kept`` (what stays at the path), ``fix``.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        reason: str,
+        kept: str,
+        fix: str = "free space or raise the limit, or write elsewhere",
+    ):
+        self.reason, self.kept = reason, kept
+        super().__init__(where, f"could not be written: {reason} ({kept})", fix)

@@ -1,10 +1,16 @@
-"""Orbax checkpoints that record their layout in ``custom_metadata``.
+"""Orbax checkpoints that record their layout and checksums in ``custom_metadata``.
 
 Orbax stores the tree as it is (stacked or unrolled, as the params are); restoring uses
 explicit target shapes read from the checkpoint's own metadata (never ``strict=False``),
 then converts in memory to the target's layout through the same per-layer key space as
-safetensors files. Orbax writes into a temporary folder and renames it on commit; an
-existing checkpoint is moved aside only once the new one is complete.
+safetensors files. Every saved shard carries an xxh3-64 checksum, verified after Orbax
+reads it and before anything is returned (:mod:`._shard_checksums`). Orbax writes into a
+hidden work folder beside the target; the finished checkpoint then takes the target's
+place in one step (an exchange of names, :func:`~composed_lifts._atomic.replace_folder`),
+so the path always holds a whole checkpoint, old or new; work folders of killed saves are
+removed by the next save to the same path. An existing path that is not a checkpoint of
+ours (a file, another tool's folder) is never replaced. Orbax is called inside
+:mod:`._orbax_guard`: folders checked first, its warnings and threads kept quiet.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ import jax
 import numpy as np
 
 from .. import __version__
-from .._atomic import fsync_folder
-from .._errors import CheckpointFormatError, KeyMapError, OutputFileError
+from .._atomic import remove_leftover_folders, replace_folder, work_folder_prefix
+from .._errors import CheckpointFormatError, KeyMapError, OutputFileError, OutputWriteError
 from ..layout import find_stack, layer_index, path_str, to_form
+from ._orbax_guard import check_orbax_folder, is_our_checkpoint, quiet_orbax, write_failure
 from ._placement import place_like, placement_of
-from ._record import LAYOUT_KEY, Form, KeyMapName, Layout
+from ._record import CHECKSUMS_KEY, LAYOUT_KEY, Form, KeyMapName, Layout
+from ._shard_checksums import parse_checksums, tree_checksums, verify_checksums
 
 __all__ = ["load_orbax", "orbax_layout", "save_orbax"]
 
@@ -41,53 +49,107 @@ def _in_form(params, stacks, records):
 
 
 def save_orbax(path: str, params, stacks, records, keymap: KeyMapName, metadata=None) -> None:
-    params = _in_form(params, stacks, records)
     if keymap is not KeyMapName.NATIVE:
         raise KeyMapError(
             "Orbax checkpoints keep our tree paths", "save with the native key map (the default)"
         )
-    target = os.path.abspath(path)
+    target = check_replaceable(path)
+    params = _in_form(params, stacks, records)
     folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        raise OutputFileError(
-            f"checkpoint {target!r}",
-            f"is in folder {folder!r}, which does not exist",
-            "create it first",
-        )
     layout = Layout(records, keymap, f"composed-lifts {__version__}")
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.{os.getpid()}.", dir=folder)
+    tree = jax.tree_util.tree_map(_host_unless_jax, params)
+    metadata = {
+        **(metadata or {}),
+        LAYOUT_KEY: layout.to_json(),
+        CHECKSUMS_KEY: tree_checksums(tree),
+    }
+    remove_leftover_folders(target)
+    work = tempfile.mkdtemp(prefix=f"{work_folder_prefix(target)}{os.getpid()}.", dir=folder)
     fresh = os.path.join(work, "new")
     try:
-        ckptr = _checkpointer()
-        ckptr.save(  # jax.Arrays as they are: each device writes its own shards
-            fresh,
-            jax.tree_util.tree_map(_host_unless_jax, params),
-            custom_metadata={**(metadata or {}), LAYOUT_KEY: layout.to_json()},
-        )
-        ckptr.wait_until_finished()
-        ckptr.close()
-        old = os.path.join(work, "old")
-        if os.path.exists(target):
-            os.replace(target, old)  # kept until the new one is in place
-        os.replace(fresh, target)
-        fsync_folder(folder)
+        _write(target, fresh, tree, metadata)
+        replace_folder(fresh, target, os.path.join(work, "old"))
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(work)
 
 
+def _write(target: str, fresh: str, tree, metadata: dict) -> None:
+    """Orbax writes ``tree`` to ``fresh`` (jax.Arrays as they are: each device its shards)."""
+    with quiet_orbax() as caught:
+        ckptr = _checkpointer()
+        try:
+            ckptr.save(fresh, tree, custom_metadata=metadata)
+            ckptr.wait_until_finished()
+        except Exception as err:
+            reason = write_failure(err, caught)
+            if reason is None:
+                raise
+            kept = (
+                "the old checkpoint there is unchanged"
+                if os.path.lexists(target)
+                else ("nothing was left there")
+            )
+            raise OutputWriteError(f"checkpoint {target!r}", reason, kept) from None
+        finally:
+            ckptr.close()
+
+
+def check_replaceable(path: str, flag: str = "checkpoint") -> str:
+    """The absolute path of Orbax checkpoint folder ``path`` to write, checked before any work:
+    its folder exists, and what is there now, if anything, is an empty folder or a whole
+    checkpoint of ours (never a file, another tool's folder or a damaged checkpoint)."""
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise OutputFileError(
+            f"{flag} {path!r}", f"is in folder {folder!r}, which does not exist", "create it first"
+        )
+    if not os.path.lexists(target):
+        return target
+    if os.path.isdir(target):
+        with contextlib.suppress(OSError):
+            if not os.listdir(target):
+                return target
+        if is_our_checkpoint(target, LAYOUT_KEY):
+            return target
+        what = "a folder that is not a whole checkpoint written by composed-lifts"
+    else:
+        what = "a file, not a checkpoint folder"
+    raise OutputFileError(
+        f"{flag} {path!r}",
+        f"exists and is {what}; it is not replaced",
+        "choose another path, or remove it first",
+    )
+
+
 def _metadata(path: str):
     path = os.path.abspath(path)  # Orbax reads a relative path as no checkpoint at all
-    try:
-        meta = _checkpointer().metadata(path)
-        why = None if getattr(meta.item_metadata, "tree", None) is not None else "no saved tree"
-    except Exception as err:  # orbax raises FileNotFoundError, ValueError, ...
-        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+    check_orbax_folder(path)
+    with quiet_orbax():
+        try:
+            meta = _checkpointer().metadata(path)
+            why = None if getattr(meta.item_metadata, "tree", None) is not None else "no saved tree"
+        except Exception as err:  # orbax raises FileNotFoundError, ValueError, ...
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
     if why is not None:
         raise CheckpointFormatError(
             f"checkpoint {path!r}", f"is not an Orbax checkpoint, or is damaged: {why}"
         )
     return meta
+
+
+def _checksums(path: str, meta, tree):
+    """The checkpoint's checksum record, checked against its tree (None: it records none,
+    as checkpoints of other tools and of composed-lifts before 0.2 do)."""
+    text = (meta.custom_metadata or {}).get(CHECKSUMS_KEY)
+    if text is None:
+        return None
+    shapes = {
+        path_str(p): tuple(m.shape)
+        for p, m in jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_meta)[0]
+    }
+    return parse_checksums(text, os.path.abspath(path), shapes)
 
 
 def orbax_layout(path: str) -> Layout | None:
@@ -141,9 +203,10 @@ def load_orbax(path: str, like, *, keymap=None, layer_axis=None):
     text = (meta.custom_metadata or {}).get(LAYOUT_KEY)
     layout = None if text is None else Layout.from_json(text, path)
     tree = meta.item_metadata.tree
+    sums = _checksums(path, meta, tree)
     direct = None if like is None else _direct_targets(tree, like)
     if direct is not None:  # the target's layout: each device reads its own part, placed
-        return _restore(path, direct)
+        return _restore(path, direct, sums)
     # Explicit shardings always (one device, then converted on the host): Orbax refuses
     # a topology other than the saved one without them, and never strict=False.
     one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -152,7 +215,7 @@ def load_orbax(path: str, like, *, keymap=None, layer_axis=None):
         tree,
         is_leaf=_is_meta,
     )
-    restored = _restore(path, abstract)
+    restored = _restore(path, abstract, sums)
     if like is None:
         return restored
     arrays = {
@@ -178,15 +241,20 @@ def load_orbax(path: str, like, *, keymap=None, layer_axis=None):
     return place_like(loaded, like)
 
 
-def _restore(path: str, abstract):
+def _restore(path: str, abstract, sums):
+    """Orbax's restore of ``abstract``, every shard's checksum verified (when recorded)."""
     path = os.path.abspath(path)
-    ckptr = _checkpointer()
-    try:
-        restored = ckptr.restore(path, abstract)
-    except Exception as err:
-        raise CheckpointFormatError(
-            f"checkpoint {path!r}", f"could not be restored: {str(err).splitlines()[0]}"
-        ) from None
-    finally:
-        ckptr.close()
+    with quiet_orbax():
+        ckptr = _checkpointer()
+        try:
+            restored = ckptr.restore(path, abstract)
+        except Exception as err:
+            raise CheckpointFormatError(
+                f"checkpoint {path!r}",
+                f"could not be restored: {(str(err).splitlines() or [type(err).__name__])[0]}",
+            ) from None
+        finally:
+            ckptr.close()
+    if sums is not None:
+        verify_checksums(path, restored, sums)
     return restored

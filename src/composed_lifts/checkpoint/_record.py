@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from .._errors import CheckpointFormatError
+from .._errors import CheckpointFormatError, StackLayoutError
 from .._keymap import KeyMap, Rule, torch_linear_keymap
-from ..layout import Form, Stack, as_stacks, find_stacks, subtree
+from ..layout import Form, Stack, as_stacks, find_stacks, layer_name, path_str, subtree
 
 __all__ = ["Form", "KeyMapName", "Layout", "Stack", "StackRecord", "keymap_for", "record_stacks"]
 
@@ -95,11 +95,44 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
     """The record of each stack as found in ``tree`` (stored in ``form``, default: as found)."""
     records = []
     for found in find_stacks(tree, stacks):
+        if found.form is Form.UNROLLED:
+            _check_layers_alike(found.path, subtree(tree, found.path), int(found.num_layers or 0))
         leaves = jax.tree_util.tree_leaves(subtree(tree, found.path))
         dtypes = tuple(sorted({np.dtype(leaf.dtype).name for leaf in leaves}))
         fields = {f.name: getattr(found, f.name) for f in dataclasses.fields(Stack)}
         records.append(StackRecord(**{**fields, "form": form or found.form}, dtypes=dtypes))
     return tuple(records)
+
+
+def _leaf_specs(tree) -> dict[str, str]:
+    return {
+        path_str(p): f"{np.dtype(leaf.dtype).name}{tuple(np.shape(leaf))}"
+        for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def _check_layers_alike(path: str, node, n: int) -> None:
+    """Every layer of an unrolled stack has layer 0's leaves, shapes and dtypes, or a
+    :class:`StackLayoutError` names the layers and the leaves that differ."""
+    first = _leaf_specs(node[layer_name(0)])
+    for i in range(1, n):
+        other = _leaf_specs(node[layer_name(i)])
+        if other == first:
+            continue
+        diffs = [f"lacks {k!r}" for k in first if k not in other]
+        diffs += [f"has {k!r}, which {layer_name(0)} lacks" for k in other if k not in first]
+        diffs += [
+            f"has {k!r} as {other[k]} where {layer_name(0)} has {first[k]}"
+            for k in first
+            if k in other and other[k] != first[k]
+        ]
+        more = f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else ""
+        raise StackLayoutError(
+            f"the layers of stack {path!r} differ in structure: {layer_name(i)} "
+            f"{'; '.join(diffs[:4])}{more}",
+            "give every layer of a stack the same leaves, shapes and dtypes, or save the layers "
+            "that differ as separate subtrees outside the stack",
+        )
 
 
 def keymap_for(name: KeyMapName, stacks, layer_axis: int) -> KeyMap:

@@ -37,7 +37,10 @@ def save(
     stacked tensors' layer axis at ``layer_axis`` (default: the tree's), under our key
     names or PyTorch's (``keymap=KeyMapName.TORCH``, unrolled only). A path ending in
     ``.safetensors`` is a safetensors file, any other path an Orbax checkpoint folder.
-    An NNX stack is saved as the Linen stack's ``{"params": ...}``. The write is atomic.
+    An NNX stack is saved as the Linen stack's ``{"params": ...}``. The write is atomic
+    (an Orbax folder replaces only an empty folder or a checkpoint of ours, in one exchange
+    of names); a write that fails part way (full disk, ``ulimit -f``) raises
+    :class:`~composed_lifts.errors.OutputWriteError` naming ``path``, the old one unchanged.
     ``progress(nbytes)`` is called after each tensor. ``hf_config``, a Hugging Face
     ``config.json`` dict, is recorded beside the layout (``composed-lifts convert`` keeps a
     folder's config so that ``--to hf`` can write the folder back).
@@ -94,8 +97,6 @@ def check_output(path: str | os.PathLike, flag: str = "checkpoint") -> None:
     if path.endswith(".safetensors"):
         check_writable(path, flag)
         return
-    folder = os.path.dirname(os.path.abspath(path))  # a folder, replaced whole
-    if not os.path.isdir(folder):
-        raise OutputFileError(
-            f"{flag} {path!r}", f"is in folder {folder!r}, which does not exist", "create it first"
-        )
+    from ._orbax import check_replaceable
+
+    check_replaceable(path, flag)  # an Orbax folder, replaced whole, and only if ours

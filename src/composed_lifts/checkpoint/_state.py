@@ -83,6 +83,7 @@ def _check_layer_counts(layout: Layout, like, axis: int, disk: Mapping[str, Spec
                 "load into the model the checkpoint was saved from",
             ) from None
         n, leaf, shape = _target_layers(node, axis)
+        _check_members(record, "/".join(x for x in (record.path, leaf) if x), node, n, shape)
         if n != record.num_layers:
             raise CheckpointMismatchError(
                 "/".join(x for x in (record.path, leaf) if x),
@@ -90,6 +91,26 @@ def _check_layer_counts(layout: Layout, like, axis: int, disk: Mapping[str, Spec
                 f"{'no layer axis ' + str(axis) if n < 0 else str(n) + ' layers'} (shape {shape})",
                 "a checkpoint loads only into a stack of as many layers",
             )
+
+
+def _check_members(record, param: str, node, n: int, shape: tuple) -> None:
+    """An ensemble on disk loads only into an ensemble of as many members: say which it is."""
+    size = record.ensemble_size
+    if size is None or (len(shape) > 1 and shape[0] == size and n == record.num_layers):
+        return
+    other = unrolled_count(node) is None and len(shape) > 1 and n == record.num_layers
+    raise CheckpointMismatchError(
+        param,
+        f"an ensemble of {size} members of {record.num_layers} layers each (one stack per example)",
+        (
+            f"an ensemble of {shape[0]} members (shape {shape})"
+            if other
+            else f"a stack shared by every example (shape {shape})"
+        ),
+        f"load it into an ensemble of {size} members (BatchMode.ENSEMBLE; layer_axis=1), or "
+        f"load it as saved (like=None) and keep one member (jax.tree.map(lambda a: a[b], "
+        f"tree)), or ensemble_to_shared(tree) when the members are identical",
+    )
 
 
 def load_from(

@@ -114,6 +114,28 @@ def _check_output(args) -> None:
                 "write to a new or empty folder",
             )
     check_output(args.output, "OUT")
+    if (
+        args.to != "hf"
+        and args.output.endswith(".safetensors")
+        and os.path.lexists(args.output)
+        and not _ours(args.output)
+    ):
+        raise OutputFileError(
+            f"OUT {args.output!r}",
+            "exists and is not a safetensors checkpoint written by composed-lifts; it is not "
+            "replaced",
+            "choose another path, or remove it first",
+        )
+
+
+def _ours(path: str) -> bool:
+    from ..checkpoint import read_layout
+    from ..errors import CheckpointFormatError
+
+    try:
+        return read_layout(path) is not None
+    except CheckpointFormatError:
+        return False
 
 
 def convert(args: argparse.Namespace) -> int:

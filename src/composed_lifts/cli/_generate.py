@@ -51,7 +51,7 @@ def register(commands) -> None:
 def run(args) -> int:
     from .. import models
     from .._arguments import check_integer
-    from .._errors import InputShapeError, UnevenBatchError
+    from .._errors import ArgumentRangeError, InputShapeError, UnevenBatchError
 
     mesh = None
     if args.devices is not None:  # first: on CPU, JAX makes its devices when it starts
@@ -70,9 +70,14 @@ def run(args) -> int:
     prompt = np.asarray(args.prompt_ids)
     if mesh is not None and len(prompt) % args.devices:
         raise UnevenBatchError(len(prompt), "--devices", args.devices)
-    tokens = models.generate(
-        model, params, prompt, args.max_new_tokens, eos_token_id=eos, mesh=mesh
-    )
+    try:
+        tokens = models.generate(
+            model, params, prompt, args.max_new_tokens, eos_token_id=eos, mesh=mesh
+        )
+    except ArgumentRangeError as err:  # the Python argument's check, in the flag's words
+        if err.argument != "max_new_tokens":
+            raise
+        raise ArgumentRangeError("--max-new-tokens", err.expected, err.seen, err.fix) from None
     if args.format == "json":
         print(json.dumps({"prompt_ids": prompt.tolist(), "generated_ids": tokens.tolist()}))
     else:
