@@ -29,74 +29,43 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from .._errors import ArgumentTypeError, InputFileError, LayoutMismatchError, OutputFileError
+from .._errors import InputFileError, LayoutMismatchError, ModelTooLargeError, OutputFileError
 from .._files import atomic_writer
-from .._keymap import KeyMap, Rule, Transpose, iter_state_dict, path_str, read_state
-from ._config import GPT2Config, LlamaConfig, config_from_hf, config_to_hf
-from ._gpt2 import GPT2
-from ._llama import Llama
+from .._keymap import KeyMap, iter_state_dict, path_str, read_state
+from .._memory import available_bytes
+from ._decoder_hf import DECODER_KEYMAP
+from ._families.gpt2 import GPT2_KEYMAP
+from ._registry import config_from_hf, config_to_hf, family_of
 
-__all__ = ["GPT2_KEYMAP", "LLAMA_KEYMAP", "from_hf", "model_for_config", "to_hf"]
+__all__ = [
+    "GPT2_KEYMAP",
+    "LLAMA_KEYMAP",
+    "check_model_size",
+    "from_hf",
+    "model_for_config",
+    "to_hf",
+]
 
-
-def _per_layer(prefix: str, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
-    """``rules`` for a layer's params, scanned (``layers/...``) and unrolled (``layers_{i}/...``)."""
-    return tuple(
-        Rule(where + rule.path, prefix + rule.key, rule.ops)
-        for where in ("layers/", "layers_{i}/")
-        for rule in rules
-    )
-
-
-GPT2_KEYMAP = KeyMap(
-    (
-        Rule("wte/embedding", "transformer.wte.weight"),  # also the head (tied)
-        Rule("wpe/embedding", "transformer.wpe.weight"),
-        Rule("ln_f/scale", "transformer.ln_f.weight"),
-        Rule("ln_f/bias", "transformer.ln_f.bias"),
-        *_per_layer(
-            "transformer.h.{i}.",
-            (
-                Rule("{*m}/scale", "{m}.weight"),  # ln_1, ln_2
-                Rule("{*m}/kernel", "{m}.weight"),  # Conv1D: (in, out) like ours, no transpose
-                Rule("{*m}/bias", "{m}.bias"),
-            ),
-        ),
-    )
-)
-
-LLAMA_KEYMAP = KeyMap(
-    (
-        Rule("embed_tokens/embedding", "model.embed_tokens.weight"),
-        Rule("norm/scale", "model.norm.weight"),
-        Rule("lm_head/kernel", "lm_head.weight", (Transpose(),)),  # absent when tied
-        *_per_layer(
-            "model.layers.{i}.",
-            (
-                Rule("{*m}/scale", "{m}.weight"),  # input_layernorm, post_attention_layernorm
-                Rule("{*m}/kernel", "{m}.weight", (Transpose(),)),  # nn.Linear: (out, in)
-            ),
-        ),
-    )
-)
+LLAMA_KEYMAP = DECODER_KEYMAP  # every Llama-like family's (Mistral, Qwen, Gemma)
 
 
-def model_for_config(config: GPT2Config | LlamaConfig, *, scan_layers=True, decode=False):
-    """The Linen model for ``config``: :class:`GPT2` or :class:`Llama`."""
-    if not isinstance(config, (GPT2Config, LlamaConfig)):
-        raise ArgumentTypeError(
-            "config",
-            "a models.GPT2Config or models.LlamaConfig",
-            type(config).__name__,
-            "pass e.g. model.config, or config_from_hf(json.load(open('config.json')))",
-        )
-    if isinstance(config, GPT2Config):
-        return GPT2(config, scan_layers=scan_layers, decode=decode)
-    return Llama(config, scan_layers=scan_layers, decode=decode)
+def model_for_config(config, *, scan_layers=True, decode=False):
+    """The Linen model of ``config``'s family (:class:`GPT2`, :class:`Llama`, :class:`Gemma2` ...)."""
+    return family_of(config).model(config, scan_layers=scan_layers, decode=decode)
 
 
 def _keymap(config) -> KeyMap:
-    return GPT2_KEYMAP if isinstance(config, GPT2Config) else LLAMA_KEYMAP
+    return family_of(config).keymap
+
+
+def check_model_size(config, dtype, *, force: bool) -> None:
+    """Refuse a model whose params (counted from ``config`` alone) exceed the memory available."""
+    if force:
+        return
+    need = family_of(config).param_count(config) * jnp.dtype(dtype).itemsize
+    available = available_bytes()
+    if available is not None and need > available:
+        raise ModelTooLargeError(f"the {type(config).__name__} of this config.json", need, available)
 
 
 def _abstract_params(model, dtype) -> dict:
@@ -156,18 +125,23 @@ def _open_tensors(folder: Path, stack: contextlib.ExitStack) -> dict:
     return handles
 
 
-def from_hf(folder: str | os.PathLike, *, scan_layers: bool = True, dtype=jnp.float32):
+def from_hf(
+    folder: str | os.PathLike, *, scan_layers: bool = True, dtype=jnp.float32, force: bool = False
+):
     """Read a Hugging Face ``save_pretrained`` folder: returns ``(model, params)``.
 
-    ``model`` is a :class:`GPT2` or :class:`Llama` (``scan_layers=False``: unrolled)
+    ``model`` is the Linen model of the folder's family (``scan_layers=False``: unrolled)
     and ``params`` its param tree, every tensor cast to ``dtype`` as it is read
     (a bfloat16 file loads as float32 by default). Layers are read one at a time
-    into preallocated stacks.
+    into preallocated stacks. Every ``config.json`` field is checked first, and a model
+    whose params would not fit in the memory available is refused
+    (:class:`~composed_lifts.errors.ModelTooLargeError`) unless ``force=True``.
     """
     folder = Path(folder)
     config = _read_config(folder)
-    model = model_for_config(config, scan_layers=scan_layers)
     dtype = jnp.dtype(dtype)
+    check_model_size(config, dtype, force=force)
+    model = model_for_config(config, scan_layers=scan_layers)
     like = _abstract_params(model, dtype)
     with contextlib.ExitStack() as stack:
         handles = _open_tensors(folder, stack)
@@ -205,7 +179,7 @@ def _check_params(params, like) -> None:
 
 
 def to_hf(
-    params, config: GPT2Config | LlamaConfig, folder: str | os.PathLike, *, dtype=None
+    params, config, folder: str | os.PathLike, *, dtype=None
 ) -> None:
     """Write ``params`` as a folder ``transformers.AutoModelForCausalLM.from_pretrained`` loads.
 

@@ -41,13 +41,20 @@ def _batched(block: type[nn.Module]) -> type[nn.Module]:
     return _BATCHED[block]
 
 
-def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, **fields):
-    """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method)."""
+def apply_layers(
+    block: type[nn.Module], num_layers: int, scan: bool, carry, xs=None, **fields
+):
+    """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method).
+
+    ``xs``: per-layer inputs shared by the batch (leading axis ``num_layers``), e.g. each
+    layer's attention kind; layer ``i`` is called with ``xs[i]`` (``None`` without them).
+    """
     if scan:
-        carry, _ = _scanned(block, num_layers)(**fields, name="layers")(carry)
+        carry, _ = _scanned(block, num_layers)(**fields, name="layers")(carry, xs)
         return carry
     for i in range(num_layers):
-        carry, _ = _batched(block)(**fields, name=f"layers_{i}")(carry, None)
+        xs_i = None if xs is None else jax.tree_util.tree_map(lambda a: a[i], xs)  # noqa: B023
+        carry, _ = _batched(block)(**fields, name=f"layers_{i}")(carry, xs_i)
     return carry
 
 
