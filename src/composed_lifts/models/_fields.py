@@ -64,13 +64,14 @@ def integer(minimum: int = 1, maximum: int = 2**62) -> Check:
     return check
 
 
-def real(*, positive: bool = True) -> Check:
-    """A finite number (an int is taken as a float), ``> 0`` when ``positive``."""
+def real(*, positive: bool = True, keep_int: bool = False) -> Check:
+    """A finite number, ``> 0`` when ``positive``; an int is taken as a float unless
+    ``keep_int`` (for fields ``transformers`` types as int and writes back as such)."""
 
     def check(field: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigValueError(field, shown(value), "a number")
-        value = float(value)
+        value = value if keep_int and isinstance(value, int) else float(value)
         if not math.isfinite(value) or (positive and value <= 0):
             raise ConfigValueError(field, shown(value), "a finite number > 0")
         return value

@@ -38,7 +38,7 @@ class Gemma2Config(DecoderConfig):
 
     tie_word_embeddings: bool = True
     hidden_activation: str = "gelu_pytorch_tanh"
-    query_pre_attn_scalar: float = 256.0
+    query_pre_attn_scalar: int | float = 256
     sliding_window: int | None = 4096
     layer_types: tuple[str, ...] | None = None
     attn_logit_softcapping: float | None = 50.0
@@ -92,7 +92,7 @@ def gemma_sliding_fields(final_cap: float | None):
     """The fields Gemma 2 and 3 share (the final soft-cap's default differs)."""
     return (
         Read("hidden_activation", choice(*_ACTIVATIONS), "gelu_pytorch_tanh"),
-        Read("query_pre_attn_scalar", real(), 256.0),
+        Read("query_pre_attn_scalar", real(keep_int=True), 256),
         Read("sliding_window", optional(integer()), 4096),
         layer_types(),
         Read("final_logit_softcapping", optional(real()), final_cap),

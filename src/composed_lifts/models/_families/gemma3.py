@@ -34,7 +34,7 @@ class Gemma3TextConfig(DecoderConfig):
     rope_theta: float = 1_000_000.0
     tie_word_embeddings: bool = True
     hidden_activation: str = "gelu_pytorch_tanh"
-    query_pre_attn_scalar: float = 256.0
+    query_pre_attn_scalar: int | float = 256
     sliding_window: int | None = 4096
     layer_types: tuple[str, ...] | None = None
     final_logit_softcapping: float | None = None
