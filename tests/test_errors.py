@@ -116,6 +116,14 @@ CASES = {
         ("attention_bias", True, "false"),
         ["attention_bias = True is not supported (supported: false)", "transformers"],
     ),
+    "ConfigValueError": (
+        ("hidden_size", "32.5", "an integer >= 1"),
+        ["config.json: hidden_size = 32.5 is not a valid value (expected an integer >= 1)", "fix"],
+    ),
+    "ModelTooLargeError": (
+        ("the LlamaConfig of this config.json", 4 * 10**12, 10**10, "--force"),
+        ["needs about 4e+03 GB", "10 GB is available", "pass --force to try anyway"],
+    ),
 }
 
 

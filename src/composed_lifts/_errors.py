@@ -887,10 +887,10 @@ class ConfigValueError(ComposedLiftsError, ValueError):
     Fix the value in ``config.json``.
 
     >>> from composed_lifts.models import config_from_hf
-    >>> config_from_hf({"model_type": "gpt2", "n_embd": 32.5})
+    >>> config_from_hf({"model_type": "gpt2", "vocab_size": 32.5})
     Traceback (most recent call last):
     ...
-    composed_lifts._errors.ConfigValueError: config.json: n_embd = 32.5 is not a valid value ...
+    composed_lifts._errors.ConfigValueError: config.json: vocab_size = 32.5 is not a valid value...
 
     Attributes: ``field``, ``seen`` (the value as shown, or ``(missing)``), ``expected``.
     """

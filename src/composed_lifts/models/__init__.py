@@ -32,6 +32,7 @@ from ._families.qwen2 import Qwen2Config as Qwen2Config
 from ._families.qwen3 import Qwen3 as Qwen3
 from ._families.qwen3 import Qwen3Config as Qwen3Config
 from ._family import Family as Family
+from ._fields import COMMON_IGNORED as COMMON_IGNORED
 from ._fields import Fixed as Fixed
 from ._fields import Ignored as Ignored
 from ._fields import Read as Read
@@ -56,6 +57,7 @@ LlamaBlock = DecoderBlock  # the block of Llama and every Llama-like family
 
 __all__ = [
     "Activation",
+    "COMMON_IGNORED",
     "Decoder",
     "DecoderBlock",
     "DecoderConfig",

@@ -96,9 +96,7 @@ def rotary_attention(
     k_pos = positions
     if cache is not None:
         k, v, k_pos = cache(k, v, positions)
-    return causal_attention(
-        q, k, v, positions, k_pos, scale=scale, window=window, softcap=softcap
-    )
+    return causal_attention(q, k, v, positions, k_pos, scale=scale, window=window, softcap=softcap)
 
 
 def kv_cache(module: nn.Module, k: jax.Array, v: jax.Array, positions: jax.Array):

@@ -173,7 +173,9 @@ class Decoder(nn.Module):
         kind, xs = _kinds(c)
         fields = dict(config=c, decode=self.decode, kind=kind)
         carry = (x, positions)
-        x, _ = apply_layers(DecoderBlock, c.num_hidden_layers, self.scan_layers, carry, xs, **fields)
+        x, _ = apply_layers(
+            DecoderBlock, c.num_hidden_layers, self.scan_layers, carry, xs, **fields
+        )
         x = _norm(c, "norm")(x)
         if c.tie_word_embeddings:
             logits = embed.attend(x)

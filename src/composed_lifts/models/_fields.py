@@ -149,28 +149,25 @@ Entry = Read | Fixed | Ignored
 # Fields of every transformers config that do not change a causal LM's numbers: bookkeeping,
 # the tokenizer's special ids (read only for generate's defaults), dtype (from_hf's dtype=
 # decides), training-only settings (dropout, init), classification-head labels.
-COMMON_IGNORED = tuple(
-    Ignored(name)
-    for name in (
-        "_name_or_path",
-        "transformers_version",
-        "dtype",
-        "torch_dtype",
-        "use_cache",
-        "output_hidden_states",
-        "output_attentions",
-        "return_dict",
-        "chunk_size_feed_forward",
-        "is_encoder_decoder",
-        "id2label",
-        "label2id",
-        "num_labels",
-        "problem_type",
-        "initializer_range",
-        "pad_token_id",
-        "tokenizer_class",
-        "attention_dropout",
-    )
+COMMON_IGNORED = (
+    "_name_or_path",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+    "use_cache",
+    "output_hidden_states",
+    "output_attentions",
+    "return_dict",
+    "chunk_size_feed_forward",
+    "is_encoder_decoder",
+    "id2label",
+    "label2id",
+    "num_labels",
+    "problem_type",
+    "initializer_range",
+    "pad_token_id",
+    "tokenizer_class",
+    "attention_dropout",
 )
 
 
@@ -180,26 +177,28 @@ def read_fields(hf: dict, table: tuple[Entry, ...]) -> dict[str, Any]:
     Refuses a field in no table (``UnsupportedConfigError``), a :class:`Fixed` field's
     other values (the same) and an invalid value (``ConfigValueError``), each by name.
     """
-    known = {entry.name: entry for entry in (*COMMON_IGNORED, *table)}
+    known = {*COMMON_IGNORED, *(entry.name for entry in table)}
     for name in hf:
         if name not in known:
             raise UnsupportedConfigError(
                 name, hf[name], "absent: composed_lifts.models does not know this field"
             )
-    values = {}
-    for entry in table:
-        if isinstance(entry, Fixed):
-            if entry.name in hf and not _among(hf[entry.name], entry.allowed):
+    for entry in table:  # what is not implemented first: it refuses the model outright
+        if isinstance(entry, Fixed) and entry.name in hf:
+            if not _among(hf[entry.name], entry.allowed):
                 raise UnsupportedConfigError(
                     entry.name, hf[entry.name], " or ".join(map(repr, entry.allowed))
                 )
-        elif isinstance(entry, Read):
-            if entry.name in hf:
-                values[entry.name] = entry.check(entry.name, hf[entry.name])
-            elif entry.default is _REQUIRED:
-                raise ConfigValueError(entry.name, "(missing)", "a value in config.json")
-            else:
-                values[entry.name] = entry.default
+    values = {}
+    for entry in table:
+        if not isinstance(entry, Read):
+            continue
+        if entry.name in hf:
+            values[entry.name] = entry.check(entry.name, hf[entry.name])
+        elif entry.default is _REQUIRED:
+            raise ConfigValueError(entry.name, "(missing)", "a value in config.json")
+        else:
+            values[entry.name] = entry.default
     return values
 
 

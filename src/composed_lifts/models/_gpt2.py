@@ -8,12 +8,11 @@ are ``(in, out)``, like GPT-2's ``Conv1D`` weights.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-from typing import TYPE_CHECKING
 
 from ._attention import causal_attention, kv_cache
 from ._layers import apply_layers, positions_of

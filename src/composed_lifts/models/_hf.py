@@ -65,7 +65,9 @@ def check_model_size(config, dtype, *, force: bool) -> None:
     need = family_of(config).param_count(config) * jnp.dtype(dtype).itemsize
     available = available_bytes()
     if available is not None and need > available:
-        raise ModelTooLargeError(f"the {type(config).__name__} of this config.json", need, available)
+        raise ModelTooLargeError(
+            f"the {type(config).__name__} of this config.json", need, available
+        )
 
 
 def _abstract_params(model, dtype) -> dict:
@@ -178,9 +180,7 @@ def _check_params(params, like) -> None:
             )
 
 
-def to_hf(
-    params, config, folder: str | os.PathLike, *, dtype=None
-) -> None:
+def to_hf(params, config, folder: str | os.PathLike, *, dtype=None) -> None:
     """Write ``params`` as a folder ``transformers.AutoModelForCausalLM.from_pretrained`` loads.
 
     ``config.json`` and one ``model.safetensors``, each written atomically;

@@ -41,9 +41,7 @@ def _batched(block: type[nn.Module]) -> type[nn.Module]:
     return _BATCHED[block]
 
 
-def apply_layers(
-    block: type[nn.Module], num_layers: int, scan: bool, carry, xs=None, **fields
-):
+def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, xs=None, **fields):
     """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method).
 
     ``xs``: per-layer inputs shared by the batch (leading axis ``num_layers``), e.g. each

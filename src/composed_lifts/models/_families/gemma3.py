@@ -80,8 +80,13 @@ def _rope_check(field: str, value: Any) -> dict | None:
 
 
 FIELDS = (
-    *(e for e in decoder_fields(head_dim=256, max_position_embeddings=131_072,
-                                tie_word_embeddings=True) if e.name != "rope_parameters"),
+    *(
+        e
+        for e in decoder_fields(
+            head_dim=256, max_position_embeddings=131_072, tie_word_embeddings=True
+        )
+        if e.name != "rope_parameters"
+    ),
     Read("rope_parameters", _rope_check, None),
     Read("rope_local_base_freq", optional(real()), None),
     Read("sliding_window_pattern", integer(), 6),

@@ -8,7 +8,7 @@ from ..._errors import ConfigValueError
 from ..._keymap import KeyMap, Rule
 from .._decoder_hf import per_layer
 from .._family import Family
-from .._fields import Fixed, Ignored, Read, integer, optional, real, shown, token_ids
+from .._fields import Entry, Fixed, Ignored, Read, integer, optional, real, shown, token_ids
 from .._gpt2 import GPT2
 
 __all__ = ["FAMILY", "GPT2_KEYMAP", "GPT2_PARAM_AXES", "GPT2Config"]
@@ -66,7 +66,7 @@ GPT2_PARAM_AXES = (
     (r"(ln_1|ln_2|ln_f|c_proj).*(scale|bias)", ("embed",)),
 )
 
-FIELDS = (
+FIELDS: tuple[Entry, ...] = (
     Read("vocab_size", integer()),
     Read("n_positions", integer()),
     Read("n_embd", integer()),
@@ -119,7 +119,9 @@ def _to_hf(config: GPT2Config) -> dict:
 
 def _param_count(c: GPT2Config) -> int:
     d, inner = c.n_embd, c.n_inner
-    layer = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * inner + inner) + (inner * d + d)
+    layer = (
+        2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * inner + inner) + (inner * d + d)
+    )
     return c.vocab_size * d + c.n_positions * d + 2 * d + c.n_layer * layer
 
 

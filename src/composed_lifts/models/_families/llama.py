@@ -46,7 +46,12 @@ def _from_fields(values: dict, hf: dict) -> LlamaConfig:
 
 
 def _to_hf(config: LlamaConfig) -> dict:
-    return {**decoder_to_hf(config), "hidden_act": "silu", "attention_bias": False, "mlp_bias": False}
+    return {
+        **decoder_to_hf(config),
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
+    }
 
 
 FAMILY = Family(

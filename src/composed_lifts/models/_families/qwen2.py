@@ -44,7 +44,8 @@ def qwen_layer_kinds(config) -> tuple[LayerKind, ...]:
     slides as ``layer_types[i]`` says, by default iff ``i >= max_window_layers``."""
     window = config.sliding_window if config.use_sliding_window else None
     types = config.layer_types or tuple(
-        "sliding_attention" if window is not None and i >= config.max_window_layers
+        "sliding_attention"
+        if window is not None and i >= config.max_window_layers
         else "full_attention"
         for i in range(config.num_hidden_layers)
     )
