@@ -29,7 +29,14 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from .._errors import InputFileError, LayoutMismatchError, ModelTooLargeError, OutputFileError
+from .._arguments import describe_value
+from .._errors import (
+    ArgumentTypeError,
+    InputFileError,
+    LayoutMismatchError,
+    ModelTooLargeError,
+    OutputFileError,
+)
 from .._files import atomic_writer
 from .._keymap import KeyMap, iter_state_dict, path_str, read_state
 from .._memory import available_bytes
@@ -139,6 +146,8 @@ def from_hf(
     whose params would not fit in the memory available is refused
     (:class:`~composed_lifts.errors.ModelTooLargeError`) unless ``force=True``.
     """
+    if not isinstance(force, bool):
+        raise ArgumentTypeError("force", "True or False", describe_value(force))
     folder = Path(folder)
     config = _read_config(folder)
     dtype = jnp.dtype(dtype)
