@@ -12,6 +12,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import functools  # noqa: E402
+
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -220,6 +223,17 @@ def reference_generate(model, prompt: np.ndarray, new_tokens: int) -> np.ndarray
             pad_token_id=model.config.eos_token_id,
         )
     return out.numpy()[:, prompt.shape[1] :]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def logits_of(model, params, ids):
+    """Our model's logits, compiled once per model."""
+    return model.apply({"params": params}, ids)
+
+
+def assert_logits_close(ours, ref):
+    """Within ``rtol=1e-5`` and ``atol`` 1e-5 of the largest |logit| (float32 sums in another order)."""
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
 def random_ids(seed: int, shape) -> np.ndarray:

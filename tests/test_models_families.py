@@ -16,7 +16,17 @@ import pytest
 import torch
 
 from composed_lifts import models
-from hf_models import FAMILY_SPECS, SPECS, load_reference, make_model, random_ids, reference_logits
+from hf_models import (
+    FAMILY_SPECS,
+    SPECS,
+    assert_logits_close,
+    load_reference,
+    logits_of,
+    make_model,
+    random_ids,
+    reference_generate,
+    reference_logits,
+)
 
 NAMES = list(FAMILY_SPECS)
 NEW_TOKENS = 16
@@ -46,15 +56,6 @@ def _loaded(folder, scan):
 
 def loaded(folders, name, scan=True):
     return _loaded(folders[name][0], scan)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def logits_of(model, params, ids):
-    return model.apply({"params": params}, ids)
-
-
-def assert_logits_close(ours, ref):
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("scan", [True, False], ids=["scanned", "unrolled"])
@@ -104,15 +105,7 @@ def test_mixed_layers_are_one_scan(folders):
 
 def _greedy_reference(reference, prompt):
     reference.generation_config.eos_token_id = None  # no stopping: all 16 tokens
-    with torch.no_grad():
-        out = reference.generate(
-            torch.as_tensor(prompt),
-            attention_mask=torch.ones(prompt.shape, dtype=torch.long),
-            do_sample=False,
-            max_new_tokens=NEW_TOKENS,
-            pad_token_id=0,
-        )
-    return out.numpy()[:, prompt.shape[1] :]
+    return reference_generate(reference, prompt, NEW_TOKENS)
 
 
 @pytest.mark.parametrize("name", NAMES)
