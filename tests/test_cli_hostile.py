@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from composed_lifts import composed_lifts_forward
-from composed_lifts.cli import _memory
+from composed_lifts import (
+    _memory,  # the one reading of the memory available
+    composed_lifts_forward,
+)
 from hostile import call, hostile, snapshot
 
 SMALL = ["--layers", "2", "--features", "3"]

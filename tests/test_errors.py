@@ -140,6 +140,14 @@ CASES = {
         ("full", "None", "sliding", "float32[4]"),
         ["kind 'full' returns y = None but kind 'sliding' returns float32[4]", "(B, N, ...)"],
     ),
+    "ConfigValueError": (
+        ("hidden_size", "32.5", "an integer >= 1"),
+        ["config.json: hidden_size = 32.5 is not a valid value (expected an integer >= 1)", "fix"],
+    ),
+    "ModelTooLargeError": (
+        ("the LlamaConfig of this config.json", 4 * 10**12, 10**10, "--force"),
+        ["needs about 4e+03 GB", "10 GB is available", "pass --force to try anyway"],
+    ),
 }
 
 

@@ -5,8 +5,6 @@ Tolerance: ``rtol=1e-5`` with ``atol`` 1e-5 of the largest |logit| (float32 sums
 in a different order); the round trip of weights is bitwise.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +12,15 @@ import pytest
 import torch
 
 from composed_lifts import models, stack_params
-from hf_models import SPECS, load_reference, make_model, random_ids, reference_logits
+from hf_models import (
+    SPECS,
+    assert_logits_close,
+    load_reference,
+    logits_of,
+    make_model,
+    random_ids,
+    reference_logits,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,15 +30,6 @@ def folders(tmp_path_factory):
         folder = tmp_path_factory.mktemp(name)
         out[name] = (folder, make_model(name, folder))
     return out
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def logits_of(model, params, ids):
-    return model.apply({"params": params}, ids)
-
-
-def assert_logits_close(ours, ref):
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("scan", [True, False], ids=["scanned", "unrolled"])

@@ -1019,3 +1019,54 @@ class OutputWriteError(OutputFileError):
     ):
         self.reason, self.kept = reason, kept
         super().__init__(where, f"could not be written: {reason} ({kept})", fix)
+    # model configs (models/)
+    "ConfigValueError",
+    "ModelTooLargeError",
+
+
+# ---------------------------------------------------------------- model configs (models/)
+
+
+class ConfigValueError(ComposedLiftsError, ValueError):
+    """A Hugging Face ``config.json`` field holds a value of the wrong type or out of range.
+
+    Checked field by field before any model is built: ``hidden_size: 32.5`` is not
+    taken as 32, ``num_attention_heads: null`` or ``vocab_size: 0`` are refused by name.
+    Fix the value in ``config.json``.
+
+    >>> from composed_lifts.models import config_from_hf
+    >>> config_from_hf({"model_type": "gpt2", "vocab_size": 32.5})
+    Traceback (most recent call last):
+    ...
+    composed_lifts._errors.ConfigValueError: config.json: vocab_size = 32.5 is not a valid value...
+
+    Attributes: ``field``, ``seen`` (the value as shown, or ``(missing)``), ``expected``.
+    """
+
+    def __init__(self, field: str, seen: str, expected: str):
+        self.field, self.seen, self.expected = field, seen, expected
+        super().__init__(
+            f"config.json: {field} = {seen} is not a valid value (expected {expected}); "
+            f"fix the field in config.json"
+        )
+
+
+class ModelTooLargeError(MemoryEstimateError):
+    """A model's params, estimated from its config, would not fit in the memory available.
+
+    Refused before any tensor is allocated or read (``num_hidden_layers: 10**9``
+    would otherwise allocate until the machine runs out). Pass ``force=True``
+    (``--force`` on the command line) to try anyway.
+
+    Attributes: ``what``, ``need`` and ``available`` (bytes), ``override`` (how to force it).
+    """
+
+    def __init__(self, what: str, need: int, available: int, override: str = "force=True"):
+        self.what, self.need, self.available = what, need, available
+        self.flags = self.override = override
+        MemoryError.__init__(
+            self,
+            f"{what} needs about {need / 1e9:.3g} GB of memory for its params but "
+            f"{available / 1e9:.3g} GB is available; check the config's sizes, or pass "
+            f"{override} to try anyway",
+        )

@@ -1,4 +1,4 @@
-"""``composed-lifts generate``: greedy tokens from a Hugging Face GPT-2 or Llama folder."""
+"""``composed-lifts generate``: greedy tokens from a Hugging Face folder of a registered family."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _ids(text: str) -> list[int]:
 def register(commands) -> None:
     p = commands.add_parser(
         "generate",
-        help="greedy tokens from a Hugging Face GPT-2 or Llama folder (token ids in and out)",
+        help="greedy tokens from a Hugging Face model folder (token ids in and out)",
         description=(
             "Load FOLDER (config.json and model.safetensors or a sharded index, as written by "
             "save_pretrained) into the scanned model, then decode greedily with the per-layer "
@@ -44,6 +44,11 @@ def register(commands) -> None:
     p.add_argument("--unrolled", action="store_true", help="unroll the layers instead of a scan")
     p.add_argument("--ignore-eos", action="store_true", help="do not stop at eos_token_id")
     p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="load even when the params (estimated from config.json) exceed the memory available",
+    )
     add_devices_flag(p)
     p.set_defaults(handler=run)
 
@@ -51,7 +56,7 @@ def register(commands) -> None:
 def run(args) -> int:
     from .. import models
     from .._arguments import check_integer
-    from .._errors import ArgumentRangeError, InputShapeError, UnevenBatchError
+    from .._errors import ArgumentRangeError, InputShapeError, ModelTooLargeError, UnevenBatchError
 
     mesh = None
     if args.devices is not None:  # first: on CPU, JAX makes its devices when it starts
@@ -65,7 +70,10 @@ def run(args) -> int:
             "run the prompts separately",
             expected="the same length for every prompt of one batch",
         )
-    model, params = models.from_hf(args.folder, scan_layers=not args.unrolled)
+    try:
+        model, params = models.from_hf(args.folder, scan_layers=not args.unrolled, force=args.force)
+    except ModelTooLargeError as err:
+        raise ModelTooLargeError(err.what, err.need, err.available, "--force") from None
     eos = None if args.ignore_eos else model.config.eos_token_id
     prompt = np.asarray(args.prompt_ids)
     if mesh is not None and len(prompt) % args.devices:

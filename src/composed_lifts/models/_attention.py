@@ -8,21 +8,25 @@ forward pass (keys are the sequence itself) and decoding (keys are the cache,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["apply_rotary", "causal_attention", "kv_cache"]
+__all__ = ["apply_rotary", "causal_attention", "kv_cache", "rotary_attention"]
 
 
-def apply_rotary(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+def apply_rotary(x: jax.Array, positions: jax.Array, theta) -> jax.Array:
     """Rotary embedding in Hugging Face's split-halves layout (``rotate_half``).
 
     ``x`` is ``(T, heads, head_dim)``, ``positions`` is ``(T,)``. Pair ``j`` is
-    ``(x[..., j], x[..., j + head_dim // 2])``, rotated by ``positions * theta ** (-2j / head_dim)``.
+    ``(x[..., j], x[..., j + head_dim // 2])``, rotated by ``positions * theta ** (-2j / head_dim)``;
+    ``theta`` is a float, or a float32 scalar traced per layer.
     """
     head_dim = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    exponents = jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim
+    inv_freq = 1.0 / (jnp.asarray(theta, jnp.float32) ** exponents)
     angles = positions.astype(jnp.float32)[:, None] * inv_freq[None, :]  # (T, hd/2)
     angles = jnp.concatenate([angles, angles], axis=-1)[:, None, :]  # (T, 1, hd)
     cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
@@ -32,24 +36,67 @@ def apply_rotary(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
 
 
 def causal_attention(
-    q: jax.Array, k: jax.Array, v: jax.Array, q_pos: jax.Array, k_pos: jax.Array
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    q_pos: jax.Array,
+    k_pos: jax.Array,
+    *,
+    scale: float | None = None,
+    window=None,
+    softcap: float | None = None,
 ) -> jax.Array:
     """Softmax attention of ``q`` ``(T, H, hd)`` over ``k, v`` ``(S, KV, hd)``, ``H = KV * groups``.
 
-    Query ``t`` sees key ``s`` when ``k_pos[s] <= q_pos[t]``; query heads
-    ``h * groups .. (h + 1) * groups - 1`` share kv head ``h`` (Hugging Face's
-    ``repeat_kv``). Scores and softmax are float32. Returns ``(T, H * hd)``.
+    Query ``t`` sees key ``s`` when ``k_pos[s] <= q_pos[t]`` and, with a ``window`` W (an
+    int, or a traced one per layer), ``q_pos[t] - k_pos[s] < W``: the last W tokens
+    including itself (``transformers``' ``sliding_window_overlay``). Query heads ``h *
+    groups .. (h + 1) * groups - 1`` share kv head ``h`` (``repeat_kv``). Scores are
+    float32, multiplied by ``scale`` (default ``head_dim ** -0.5``), then soft-capped as
+    ``tanh(s / softcap) * softcap`` when ``softcap`` is given, then masked. Returns
+    ``(T, H * hd)``.
     """
     t, heads, head_dim = q.shape
     kv_heads = k.shape[1]
+    scale = head_dim**-0.5 if scale is None else scale
     q = q.reshape(t, kv_heads, heads // kv_heads, head_dim)
     scores = jnp.einsum("tkgd,skd->kgts", q, k, preferred_element_type=jnp.float32)
-    scores = scores / jnp.sqrt(jnp.float32(head_dim))
+    scores = scores * jnp.float32(scale)
+    if softcap is not None:
+        scores = jnp.tanh(scores / jnp.float32(softcap)) * jnp.float32(softcap)
     visible = k_pos[None, :] <= q_pos[:, None]  # (T, S)
+    if window is not None:
+        visible = visible & (q_pos[:, None] - k_pos[None, :] < window)
     scores = jnp.where(visible[None, None], scores, jnp.finfo(jnp.float32).min)
     weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     out = jnp.einsum("kgts,skd->tkgd", weights, v)
     return out.reshape(t, heads * head_dim)
+
+
+def rotary_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    positions: jax.Array,
+    *,
+    rope_theta,
+    scale: float | None = None,
+    window=None,
+    softcap: float | None = None,
+    cache: Callable | None = None,
+) -> jax.Array:
+    """Rotary on ``q`` and ``k``, the ``cache`` (when decoding), then :func:`causal_attention`.
+
+    The attention of every rotary model here (Linen and NNX alike). ``cache(k, v,
+    positions)`` returns the keys, values and key positions to attend over (e.g.
+    ``functools.partial(kv_cache, module)``); without it the keys are the sequence itself.
+    """
+    q = apply_rotary(q, positions, rope_theta)
+    k = apply_rotary(k, positions, rope_theta)
+    k_pos = positions
+    if cache is not None:
+        k, v, k_pos = cache(k, v, positions)
+    return causal_attention(q, k, v, positions, k_pos, scale=scale, window=window, softcap=softcap)
 
 
 def kv_cache(module: nn.Module, k: jax.Array, v: jax.Array, positions: jax.Array):

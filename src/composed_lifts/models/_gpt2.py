@@ -1,21 +1,24 @@
 """GPT-2 on a layer stack: learned positions, LayerNorm, fused QKV, GELU (tanh), tied head.
 
 Module and param names follow Hugging Face's (``ln_1``, ``attn.c_attn``,
-``mlp.c_fc`` ...), so the key map in ``_hf.py`` reads as a table. Dense kernels
+``mlp.c_fc`` ...), so the key map in ``_families/gpt2.py`` reads as a table. Dense kernels
 are ``(in, out)``, like GPT-2's ``Conv1D`` weights.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from ._attention import causal_attention, kv_cache
-from ._config import GPT2Config
 from ._layers import apply_layers, positions_of
+
+if TYPE_CHECKING:
+    from ._families.gpt2 import GPT2Config
 
 __all__ = ["GPT2", "GPT2Block"]
 

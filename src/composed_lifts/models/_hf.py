@@ -17,19 +17,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import ArgumentTypeError, CheckpointFormatError, LayoutMismatchError
+from .._arguments import describe_value
+from .._errors import (
+    ArgumentTypeError,
+    CheckpointFormatError,
+    LayoutMismatchError,
+    ModelTooLargeError,
+)
 from .._keymap import KeyMap, path_str
+from .._memory import available_bytes
 from ..checkpoint._format import describe, format_for
 from ..checkpoint._format_hf import DEFAULT_MAX_SHARD_SIZE, read_config
-from ._config import GPT2Config, LlamaConfig, config_from_hf, config_to_hf
-from ._gpt2 import GPT2
-from ._keymaps import GPT2_KEYMAP, LLAMA_KEYMAP
-from ._llama import Llama
+from ._decoder_hf import DECODER_KEYMAP
+from ._families.gpt2 import GPT2_KEYMAP
+from ._registry import config_from_hf, config_to_hf, family_of
 
 __all__ = [
     "GPT2_KEYMAP",
     "LLAMA_KEYMAP",
     "abstract_params",
+    "check_model_size",
     "folder_dtype",
     "from_hf",
     "model_for_config",
@@ -37,22 +44,28 @@ __all__ = [
 ]
 
 
-def model_for_config(config: GPT2Config | LlamaConfig, *, scan_layers=True, decode=False):
-    """The Linen model for ``config``: :class:`GPT2` or :class:`Llama`."""
-    if not isinstance(config, (GPT2Config, LlamaConfig)):
-        raise ArgumentTypeError(
-            "config",
-            "a models.GPT2Config or models.LlamaConfig",
-            type(config).__name__,
-            "pass e.g. model.config, or config_from_hf(json.load(open('config.json')))",
-        )
-    if isinstance(config, GPT2Config):
-        return GPT2(config, scan_layers=scan_layers, decode=decode)
-    return Llama(config, scan_layers=scan_layers, decode=decode)
+LLAMA_KEYMAP = DECODER_KEYMAP  # every Llama-like family's (Mistral, Qwen, Gemma)
+
+
+def model_for_config(config, *, scan_layers=True, decode=False):
+    """The Linen model of ``config``'s family (:class:`GPT2`, :class:`Llama`, :class:`Gemma2` ...)."""
+    return family_of(config).model(config, scan_layers=scan_layers, decode=decode)
 
 
 def _keymap(config) -> KeyMap:
-    return GPT2_KEYMAP if isinstance(config, GPT2Config) else LLAMA_KEYMAP
+    return family_of(config).keymap
+
+
+def check_model_size(config, dtype, *, force: bool) -> None:
+    """Refuse a model whose params (counted from ``config`` alone) exceed the memory available."""
+    if force:
+        return
+    need = family_of(config).param_count(config) * jnp.dtype(dtype).itemsize
+    available = available_bytes()
+    if available is not None and need > available:
+        raise ModelTooLargeError(
+            f"the {type(config).__name__} of this config.json", need, available
+        )
 
 
 def abstract_params(model, dtype=jnp.float32) -> dict:
@@ -84,22 +97,28 @@ def from_hf(
     dtype=None,
     mesh: jax.sharding.Mesh | None = None,
     rules=None,
+    force: bool = False,
 ):
     """Read a Hugging Face ``save_pretrained`` folder: returns ``(model, params)``.
 
-    ``model`` is a :class:`GPT2` or :class:`Llama` (``scan_layers=False``: unrolled)
+    ``model`` is the Linen model of the folder's family (``scan_layers=False``: unrolled)
     and ``params`` its param tree in the folder's own dtype (a bfloat16 folder loads as
     bfloat16), or cast to ``dtype`` as each tensor is read (``dtype=jnp.float32``).
     Layers are read one at a time into preallocated stacks: host memory stays near the
     params' size. With ``mesh`` (and optional ``ShardingRules`` ``rules``, default: the
     model's ``param_axes``, data parallel), the params are placed on it, each device
-    reading only the part of each tensor it holds.
+    reading only the part of each tensor it holds. Every ``config.json`` field is checked
+    first, and a model whose params would not fit in the memory available is refused
+    (:class:`~composed_lifts.errors.ModelTooLargeError`) unless ``force=True``.
     """
+    if not isinstance(force, bool):
+        raise ArgumentTypeError("force", "True or False", describe_value(force))
     folder = os.fspath(folder)
     handler = format_for(folder, kind="hf")
     config = config_from_hf(read_config(folder))
-    model = model_for_config(config, scan_layers=scan_layers)
     dtype = folder_dtype(folder) if dtype is None else jnp.dtype(dtype)
+    check_model_size(config, dtype, force=force)
+    model = model_for_config(config, scan_layers=scan_layers)
     like = abstract_params(model, dtype)
     shardings = None
     if mesh is not None:
@@ -144,7 +163,7 @@ def _check_params(params, like) -> None:
 
 def to_hf(
     params,
-    config: GPT2Config | LlamaConfig,
+    config,
     folder: str | os.PathLike,
     *,
     dtype=None,

@@ -17,10 +17,12 @@ import jax.numpy as jnp
 from .._lifts import stack_lifts
 from .._options import StackOptions
 from .._stack_linen import linen_stack
-from ..layout import layer_name
-from ._sharding_axes import STACKS
+from ..layout import Stack, layer_name
 
 __all__ = ["apply_layers", "positions_of"]
+
+STACKS = (Stack("layers"),)
+"""Where the models' stacked layers are in their params (``params/layers``, scanned)."""
 
 
 _SCANNED: dict[tuple[type[nn.Module], int], type[nn.Module]] = {}
@@ -43,13 +45,18 @@ def _batched(block: type[nn.Module]) -> type[nn.Module]:
     return _BATCHED[block]
 
 
-def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, **fields):
-    """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method)."""
+def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, xs=None, **fields):
+    """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method).
+
+    ``xs``: per-layer inputs shared by the batch (leading axis ``num_layers``), e.g. each
+    layer's attention kind; layer ``i`` is called with ``xs[i]`` (``None`` without them).
+    """
     if scan:
-        carry, _ = _scanned(block, num_layers)(**fields, name=STACKS[0].path)(carry)
+        carry, _ = _scanned(block, num_layers)(**fields, name=STACKS[0].path)(carry, xs)
         return carry
     for i in range(num_layers):
-        carry, _ = _batched(block)(**fields, name=layer_name(i))(carry, None)
+        xs_i = None if xs is None else jax.tree_util.tree_map(lambda a: a[i], xs)  # noqa: B023
+        carry, _ = _batched(block)(**fields, name=layer_name(i))(carry, xs_i)
     return carry
 
 

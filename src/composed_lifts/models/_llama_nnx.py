@@ -3,7 +3,7 @@
 Attribute names match the Linen model's submodule names, so Linen params (from
 :func:`~composed_lifts.models.from_hf`) move over exactly: the stack's part
 with :func:`~composed_lifts.linen_to_nnx`, the embedding, final norm and head
-directly. The attention math is the Linen model's (``_attention.py``).
+directly. The attention is the Linen model's function (``_attention.rotary_attention``).
 Decoding with a KV cache is the Linen model's (``models.generate``).
 """
 
@@ -17,8 +17,8 @@ from .._errors import ArgumentTypeError, LayoutMismatchError
 from .._options import StackOptions
 from .._stack_nnx import nnx_stack
 from ..layout import layer_name
-from ._attention import apply_rotary, causal_attention
-from ._config import LlamaConfig
+from ._attention import rotary_attention
+from ._families.llama import LlamaConfig
 from ._layers import positions_of
 
 __all__ = ["NNXLlama", "NNXLlamaBlock", "nnx_llama"]
@@ -36,7 +36,7 @@ def _rms_norm(config: LlamaConfig, rngs: nnx.Rngs) -> nnx.RMSNorm:
 
 class _Attention(nnx.Module):
     def __init__(self, c: LlamaConfig, rngs: nnx.Rngs):
-        self.rope_theta, self.head_dim = c.rope_theta, c.head_dim
+        self.rope_theta, self.head_dim, self.scale = c.rope_theta, c.head_dim, c.spec.attn_scale
         self.q_proj = _linear(c.hidden_size, c.num_attention_heads * c.head_dim, rngs)
         self.k_proj = _linear(c.hidden_size, c.num_key_value_heads * c.head_dim, rngs)
         self.v_proj = _linear(c.hidden_size, c.num_key_value_heads * c.head_dim, rngs)
@@ -44,10 +44,9 @@ class _Attention(nnx.Module):
 
     def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
         t, hd = x.shape[0], self.head_dim
-        q = apply_rotary(self.q_proj(x).reshape(t, -1, hd), positions, self.rope_theta)
-        k = apply_rotary(self.k_proj(x).reshape(t, -1, hd), positions, self.rope_theta)
-        v = self.v_proj(x).reshape(t, -1, hd)
-        return self.o_proj(causal_attention(q, k, v, positions, positions))
+        q, k, v = (p(x).reshape(t, -1, hd) for p in (self.q_proj, self.k_proj, self.v_proj))
+        out = rotary_attention(q, k, v, positions, rope_theta=self.rope_theta, scale=self.scale)
+        return self.o_proj(out)
 
 
 class _MLP(nnx.Module):
