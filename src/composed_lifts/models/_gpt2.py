@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .._options import Remat
 from ._attention import causal_attention, kv_cache
 from ._config import GPT2Config
 from ._layers import apply_layers, positions_of
@@ -71,13 +72,15 @@ class GPT2Block(nn.Module):
 class GPT2(nn.Module):
     """GPT-2 language model: ``ids (B, T)`` (and ``positions (B, T)``) -> logits ``(B, T, V)``.
 
-    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``decode=True``
+    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``remat`` rematerialises
+    each layer with that policy (for training); ``decode=True``
     keeps a per-layer KV cache in the ``cache`` collection (see ``models.generate``).
     """
 
     config: GPT2Config
     scan_layers: bool = True
     decode: bool = False
+    remat: Remat = Remat.NONE
 
     @nn.compact
     def __call__(self, ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
@@ -87,5 +90,6 @@ class GPT2(nn.Module):
         wte = embed(c.vocab_size, name="wte")
         x = wte(ids) + embed(c.n_positions, name="wpe")(positions)
         fields = dict(config=c, decode=self.decode)
-        x, _ = apply_layers(GPT2Block, c.n_layer, self.scan_layers, (x, positions), **fields)
+        layers = (GPT2Block, c.n_layer, self.scan_layers, (x, positions), self.remat)
+        x, _ = apply_layers(*layers, **fields)
         return wte.attend(_layer_norm(c, "ln_f")(x))

@@ -12,6 +12,7 @@ import functools
 import flax.linen as nn
 import jax
 
+from .._options import Remat
 from ._attention import apply_rotary, causal_attention, kv_cache
 from ._config import LlamaConfig
 from ._layers import apply_layers, positions_of
@@ -76,13 +77,15 @@ class LlamaBlock(nn.Module):
 class Llama(nn.Module):
     """Llama language model: ``ids (B, T)`` (and ``positions (B, T)``) -> logits ``(B, T, V)``.
 
-    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``decode=True``
+    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``remat`` rematerialises
+    each layer with that policy (for training); ``decode=True``
     keeps a per-layer KV cache in the ``cache`` collection (see ``models.generate``).
     """
 
     config: LlamaConfig
     scan_layers: bool = True
     decode: bool = False
+    remat: Remat = Remat.NONE
 
     @nn.compact
     def __call__(self, ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
@@ -91,7 +94,8 @@ class Llama(nn.Module):
         embed = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=_init, name="embed_tokens")
         fields = dict(config=c, decode=self.decode)
         carry = (embed(ids), positions)
-        x, _ = apply_layers(LlamaBlock, c.num_hidden_layers, self.scan_layers, carry, **fields)
+        layers = (LlamaBlock, c.num_hidden_layers, self.scan_layers, carry, self.remat)
+        x, _ = apply_layers(*layers, **fields)
         x = _rms_norm(c, "norm")(x)
         if c.tie_word_embeddings:
             return embed.attend(x)
