@@ -25,7 +25,9 @@ def torch_finetune(
     params=None,
 ) -> list[float]:
     """Train ``model`` in place on ``batches`` (``[(ids, mask), ...]``); return the losses."""
-    trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+    trainable = [
+        p for p in (params if params is not None else model.parameters()) if p.requires_grad
+    ]
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
     sched = transformers.get_cosine_schedule_with_warmup(opt, warmup, steps)
     losses = []

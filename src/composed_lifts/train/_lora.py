@@ -62,16 +62,18 @@ def lora_modules(params, targets) -> list[tuple[str, ...]]:
     layers = _layers(params)
     if not layers:
         raise ArgumentRangeError(
-            "params", "a model's params with a layer stack ('layers' or 'layers_0' ...)",
-            sorted(params)
+            "params",
+            "a model's params with a layer stack ('layers' or 'layers_0' ...)",
+            sorted(params),
         )
     candidates = _dense_paths(layers[0][2])
     for target in targets:
         if not any(_matches(p, target) for p in candidates):
             names = sorted({".".join(p) for p in candidates})
             raise ArgumentRangeError(
-                "LoRA targets", f"names of the layers' projections ({', '.join(names)})",
-                repr(target)
+                "LoRA targets",
+                f"names of the layers' projections ({', '.join(names)})",
+                repr(target),
             )
     return [p for p in candidates if any(_matches(p, t) for t in targets)]
 
@@ -161,7 +163,9 @@ def merge_lora(params, lora, options: LoraOptions) -> dict:
             if isinstance(value, dict) and A in value:
                 target = base[key]
                 kernel = np.asarray(target["kernel"], np.float64)
-                delta = np.matmul(np.asarray(value[A], np.float64), np.asarray(value[B], np.float64))
+                delta = np.matmul(
+                    np.asarray(value[A], np.float64), np.asarray(value[B], np.float64)
+                )
                 new = dict(target)
                 new["kernel"] = (kernel + options.scaling * delta).astype(
                     np.asarray(target["kernel"]).dtype

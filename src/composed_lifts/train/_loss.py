@@ -8,7 +8,9 @@ import jax.numpy as jnp
 __all__ = ["causal_lm_loss"]
 
 
-def causal_lm_loss(logits: jax.Array, ids: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def causal_lm_loss(
+    logits: jax.Array, ids: jax.Array, mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """``(sum of token losses, number of tokens)``: token ``t + 1`` predicted from ``logits[:, t]``.
 
     A target counts when ``mask`` is 1 at its position (``labels = ids`` with ``-100``

@@ -31,7 +31,7 @@ from .._options import Remat
 from .._sharding import ShardingRules, default_rules, param_shardings
 from ._lora import init_lora, lora_scope, with_lora
 from ._loss import causal_lm_loss
-from ._optimizer import make_optimizer
+from ._optimizer import cosine_schedule_with_warmup, make_optimizer
 from ._options import LoraOptions, TrainOptions
 
 __all__ = ["TrainState", "Trainer", "make_trainer"]
@@ -120,6 +120,12 @@ def make_trainer(
 
         config = getattr(model, "config", None)
         rules = default_rules(mesh, rules, param_axes(config) if config is not None else ())
+    elif rules is not None:
+        raise ArgumentTypeError("rules", "None without a mesh", repr(rules), "pass mesh= too")
+
+    schedule = cosine_schedule_with_warmup(
+        options.learning_rate, options.warmup_steps, options.steps
+    )
 
     def loss_sum(trained, frozen, ids, mask, rng):
         params = with_lora(frozen, trained) if lora is not None else trained
@@ -128,17 +134,18 @@ def make_trainer(
         return causal_lm_loss(logits, ids, mask)
 
     def step(state: TrainState, batch):
-        ids, mask = jnp.asarray(batch["ids"]), jnp.asarray(batch["mask"])
+        ids, mask = batch["ids"], batch["mask"]
         rng, step_rng = jax.random.split(jax.random.wrap_key_data(state.rng))
         tokens = jnp.sum(mask[:, 1:].astype(jnp.float32))
         denom = jnp.maximum(tokens, 1.0)
 
-        def micro(grads_loss, xs):
-            grads, total = grads_loss
+        def micro(carry, xs):
+            grads, total = carry
             m_ids, m_mask, i = xs
 
             def scaled(trained):
-                s, _ = loss_sum(trained, state.frozen, m_ids, m_mask, jax.random.fold_in(step_rng, i))
+                rng_i = jax.random.fold_in(step_rng, i)
+                s, _ = loss_sum(trained, state.frozen, m_ids, m_mask, rng_i)
                 return s / denom, s
 
             (_, s), g = jax.value_and_grad(scaled, has_aux=True)(state.params)
@@ -147,97 +154,47 @@ def make_trainer(
         zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
         if k == 1:
             (grads, total), _ = micro((zeros, jnp.float32(0)), (ids, mask, 0))
-        else:
-            split = lambda a: jnp.swapaxes(a.reshape(a.shape[0] // k, k, *a.shape[1:]), 0, 1)  # noqa: E731
-            xs = (split(ids), split(mask), jnp.arange(k))
+        else:  # micro-batch j is rows j, j + k, ... (spread evenly over a data-parallel mesh)
+            xs = (_micro_batches(ids, k), _micro_batches(mask, k), jnp.arange(k))
             (grads, total), _ = jax.lax.scan(micro, (zeros, jnp.float32(0)), xs)
-        grad_norm = optax.global_norm(grads)
-        lr = make_lr(state.opt_state)
+        lr = schedule(_schedule_count(state.opt_state))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         new = state.replace(
-            step=state.step + 1, params=params, opt_state=opt_state, rng=jax.random.key_data(rng)
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+            rng=jax.random.key_data(rng),
         )
-        metrics = {"loss": total / denom, "grad_norm": grad_norm, "learning_rate": lr, "tokens": tokens}
+        metrics = {
+            "loss": total / denom,
+            "grad_norm": optax.tree.norm(grads),
+            "learning_rate": lr,
+            "tokens": tokens,
+        }
         return new, metrics
 
-    from ._optimizer import cosine_schedule_with_warmup
-
-    schedule = cosine_schedule_with_warmup(options.learning_rate, options.warmup_steps, options.steps)
-
-    def make_lr(opt_state):
-        counts = [
-            s.count for s in jax.tree_util.tree_leaves(
-                opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState)
-            ) if isinstance(s, optax.ScaleByScheduleState)
-        ]
-        return schedule(counts[0])
-
-    shardings = None
-    if mesh is not None:
-        assert rules is not None
-        replicated = NamedSharding(mesh, P())
-        batch_sharding = NamedSharding(mesh, P(rules.batch))
-
-    def place_params(tree):
-        if mesh is None:
-            return jax.tree_util.tree_map(jnp.asarray, tree)
-        from ..models import STACKS
-
-        abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
-        s = param_shardings({"params": abstract}, mesh, rules, stacks=STACKS)["params"]
-        return jax.device_put(tree, s)
-
-    def state_shardings(state: TrainState):
-        get = lambda x: x.sharding  # noqa: E731
-        return jax.tree_util.tree_map(get, state)
+    placement = _Placement(mesh, rules, tx)
 
     def init(params, rng=0, lora_params=None) -> TrainState:
         key = _key_data(rng)
         frozen = None
+        trained = params
         if lora is not None:
-            frozen = place_params(params)
+            frozen = placement.params(params)
             if lora_params is None:
-                lora_params = init_lora(params, lora, jax.random.fold_in(jax.random.wrap_key_data(key), 1))
-            trained = place_params(lora_params)
-        else:
-            trained = place_params(params)
-        if mesh is None:
-            opt_state = tx.init(trained)
-        else:
-            param_s = jax.tree_util.tree_map(lambda x: x.sharding, trained)
-            abstract_opt = jax.eval_shape(tx.init, trained)
-            opt_s = optax.tree_map_params(
-                tx, lambda _, s: s, abstract_opt, param_s,
-                transform_non_params=lambda _: replicated,
-            )
-            opt_state = jax.jit(tx.init, out_shardings=opt_s)(trained)
-            key = jax.device_put(key, replicated)
-        step0 = jnp.int32(0) if mesh is None else jax.device_put(jnp.int32(0), replicated)
-        return TrainState(step=step0, params=trained, frozen=frozen, opt_state=opt_state, rng=key)
+                lora_key = jax.random.fold_in(jax.random.wrap_key_data(key), 1)
+                lora_params = init_lora(params, lora, lora_key)
+            trained = lora_params
+        trained = placement.params(trained)
+        return TrainState(
+            step=placement.scalar(jnp.int32(0)),
+            params=trained,
+            frozen=frozen,
+            opt_state=placement.opt_state(trained),
+            rng=placement.scalar(key),
+        )
 
-    if mesh is None:
-        jitted = jax.jit(step, donate_argnums=0)
-
-        def run(state, batch):
-            _check_batch(batch, k)
-            return jitted(state, batch)
-    else:
-        cache: dict = {}
-
-        def run(state, batch):
-            _check_batch(batch, k)
-            key = jax.tree_util.tree_structure(state)
-            if key not in cache:
-                ss = state_shardings(state)
-                cache[key] = jax.jit(
-                    step,
-                    in_shardings=(ss, {"ids": batch_sharding, "mask": batch_sharding}),
-                    out_shardings=(ss, replicated),
-                    donate_argnums=0,
-                )
-            return cache[key](state, batch)
-
+    run = _CompiledStep(step, k, placement)
     return Trainer(init, run, model, options, lora, tx, mesh, rules)
 
 
@@ -249,11 +206,93 @@ def _check_batch(batch, k: int) -> None:
     shape = tuple(jnp.shape(batch["ids"]))
     if len(shape) != 2 or tuple(jnp.shape(batch["mask"])) != shape:
         raise InputShapeError(
-            "batch", f"ids {shape} and mask {tuple(jnp.shape(batch['mask']))}",
+            "batch",
+            f"ids {shape} and mask {tuple(jnp.shape(batch['mask']))}",
             expected="ids and mask of one shape (batch, length)",
         )
     if shape[0] % k:
         raise InputShapeError(
-            "batch['ids']", f"{shape[0]} rows", f"give a multiple of accumulate={k} rows",
+            "batch['ids']",
+            f"{shape[0]} rows",
+            f"give a multiple of accumulate={k} rows",
             expected=f"a multiple of TrainOptions.accumulate={k} rows",
         )
+
+
+def _micro_batches(a: jax.Array, k: int) -> jax.Array:
+    """``(B, ...)`` -> ``(k, B // k, ...)``, micro-batch ``j`` holding rows ``j, j + k, ...``."""
+    return jnp.swapaxes(a.reshape(a.shape[0] // k, k, *a.shape[1:]), 0, 1)
+
+
+def _schedule_count(opt_state) -> jax.Array:
+    """The update count of optax's schedule state (the step the learning rate is taken at)."""
+    is_state = lambda x: isinstance(x, optax.ScaleByScheduleState)  # noqa: E731
+    found = [s for s in jax.tree_util.tree_leaves(opt_state, is_leaf=is_state) if is_state(s)]
+    return found[0].count
+
+
+class _Placement:
+    """Where the state lives: one device (``mesh=None``), or the mesh by the rules."""
+
+    def __init__(self, mesh: Mesh | None, rules: ShardingRules | None, tx):
+        self.mesh, self.rules, self.tx = mesh, rules, tx
+
+    def params(self, tree):
+        if self.mesh is None:  # a copy: the step donates the state, the caller keeps its params
+            return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), tree)
+        from ..models import STACKS
+
+        abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+        assert self.rules is not None
+        shardings = param_shardings({"params": abstract}, self.mesh, self.rules, stacks=STACKS)
+        return jax.device_put(tree, shardings["params"])
+
+    def scalar(self, x):
+        return x if self.mesh is None else jax.device_put(x, self.replicated)
+
+    @property
+    def replicated(self):
+        assert self.mesh is not None
+        return NamedSharding(self.mesh, P())
+
+    def batch(self):
+        assert self.mesh is not None and self.rules is not None
+        return NamedSharding(self.mesh, P(self.rules.batch))
+
+    def opt_state(self, trained):
+        if self.mesh is None:
+            return self.tx.init(trained)
+        shardings = optax.tree_map_params(
+            self.tx,
+            lambda _, s: s,
+            jax.eval_shape(self.tx.init, trained),
+            jax.tree_util.tree_map(lambda x: x.sharding, trained),
+            transform_non_params=lambda _: self.replicated,
+        )
+        return jax.jit(self.tx.init, out_shardings=shardings)(trained)
+
+
+class _CompiledStep:
+    """``step(state, batch)``: checked, then the one compiled program (the state donated)."""
+
+    def __init__(self, step, k: int, placement: _Placement):
+        self.k, self.placement = k, placement
+        if placement.mesh is None:
+            self.jitted = jax.jit(step, donate_argnums=0)
+        else:
+            self.step = step
+            self.jitted = None
+
+    def __call__(self, state: TrainState, batch):
+        _check_batch(batch, self.k)
+        if self.jitted is None:  # shardings of the state as placed by init
+            p = self.placement
+            state_shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
+            batch_shardings = {"ids": p.batch(), "mask": p.batch()}
+            self.jitted = jax.jit(
+                self.step,
+                in_shardings=(state_shardings, batch_shardings),
+                out_shardings=(state_shardings, p.replicated),
+                donate_argnums=0,
+            )
+        return self.jitted(state, batch)
