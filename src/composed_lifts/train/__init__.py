@@ -14,3 +14,6 @@ from ._options import TrainOptions as TrainOptions
 from ._step import Trainer as Trainer
 from ._step import TrainState as TrainState
 from ._step import make_trainer as make_trainer
+from ._peft import from_peft as from_peft
+from ._peft import to_hf_merged as to_hf_merged
+from ._peft import to_peft as to_peft
