@@ -40,6 +40,7 @@ __all__ = [
     "MissingKeyError",
     "MissingRngError",
     "NonFiniteInputError",
+    "NonFiniteLossError",
     "NonFiniteResultError",
     "OutputFileError",
     "ReadOnlyFileError",
@@ -49,6 +50,8 @@ __all__ = [
     "StackLayoutError",
     "StandardOutputError",
     "TensorMismatchError",
+    "TokenRangeError",
+    "TrainStateMismatchError",
     "UnevenBatchError",
     "UnsplitRngError",
     "UnsupportedConfigError",
@@ -870,4 +873,59 @@ class UnsupportedConfigError(ComposedLiftsError, ValueError):
             f"config.json: {field} = {seen!r} is not supported (supported: {supported}); "
             f"composed_lifts.models refuses the model rather than load it half right: run it "
             f"with transformers, or use a config without this setting"
+        )
+
+
+# ---------------------------------------------------------------- fine-tuning (composed_lifts.train)
+
+
+class TokenRangeError(ComposedLiftsError, ValueError):
+    """Training data holds a token id outside the model's vocabulary ``[0, vocab_size)``.
+
+    An id at or above the vocabulary would index past the embedding (JAX clamps such
+    gathers silently), so the data is refused before training. Tokenize with the model's
+    own tokenizer, or give the model a larger vocabulary.
+
+    Attributes: ``where`` (the data and document), ``seen`` (the first bad id), ``vocab_size``.
+    """
+
+    def __init__(self, where: str, seen: int, vocab_size: int):
+        self.where, self.seen, self.vocab_size = where, seen, vocab_size
+        super().__init__(
+            f"{where} holds token id {seen}, outside the model's vocabulary [0, {vocab_size}); "
+            f"tokenize with the model's own tokenizer"
+        )
+
+
+class NonFiniteLossError(ComposedLiftsError, ValueError):
+    """The loss of a training step is NaN or infinite: training stopped at that step.
+
+    The state of that step was not saved; the last checkpoint written before it is
+    whole. Lower the learning rate (or enable clipping) and resume from it.
+
+    Attributes: ``step`` (1-based), ``loss``, ``checkpoint`` (the last good one, or None).
+    """
+
+    def __init__(self, step: int, loss: float, checkpoint: str | None):
+        self.step, self.loss, self.checkpoint = step, loss, checkpoint
+        kept = f"the last good checkpoint is {checkpoint!r}" if checkpoint else "no checkpoint was saved"
+        super().__init__(
+            f"the loss of step {step} is {loss}; training stopped and this step was not saved; "
+            f"{kept}; lower the learning rate or enable gradient clipping, then resume"
+        )
+
+
+class TrainStateMismatchError(ComposedLiftsError, ValueError):
+    """A run resumed with settings that differ from the ones its checkpoint was made with
+    (another model, LoRA rank, batch or schedule): the result would not be the same run.
+    Resume with the original settings, or start afresh in another output folder.
+
+    Attributes: ``setting``, ``saved``, ``given``.
+    """
+
+    def __init__(self, setting: str, saved: object, given: object):
+        self.setting, self.saved, self.given = setting, saved, given
+        super().__init__(
+            f"--resume: {setting} was {saved!r} when the run was saved, now {given!r}; resume "
+            f"with the original settings, or start afresh in another --out folder"
         )
