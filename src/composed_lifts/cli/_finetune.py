@@ -199,6 +199,15 @@ def _trim_log(path: Path, steps: int) -> None:
 
 
 def run(args) -> int:
+    stop = _StopFlag()  # from the start: a SIGTERM at any time ends the run after a whole step
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return _run(args, stop)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args, stop) -> int:
     from .. import models
     from .._arguments import check_integer
     from .._errors import ArgumentRangeError
@@ -282,12 +291,7 @@ def run(args) -> int:
     else:
         _write_json(out / _RUN, settings)
         (out / _LOG).unlink(missing_ok=True)
-    stop = _StopFlag()
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        result = _train(trainer, state, data, rows, position, out, args, stop, train_loop)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    result = _train(trainer, state, data, rows, position, out, args, stop, train_loop)
     if result.stopped:
         print(
             f"stopped by SIGTERM after step {int(result.state.step)}; state saved in "
