@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hf_models
 import jax
 import numpy as np
 import peft
 import pytest
 import safetensors.numpy
 import torch
-from train_reference import right_padded_batches, torch_finetune
 
+import hf_models
 from composed_lifts import models
 from composed_lifts.errors import InputFileError
 from composed_lifts.train import (
@@ -23,6 +22,7 @@ from composed_lifts.train import (
     to_peft,
     with_lora,
 )
+from train_reference import right_padded_batches, torch_finetune
 
 # peft 0.21.2 calls an API transformers 5.24 deprecates (not ours to fix)
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated")

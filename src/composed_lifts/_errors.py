@@ -908,7 +908,11 @@ class NonFiniteLossError(ComposedLiftsError, ValueError):
 
     def __init__(self, step: int, loss: float, checkpoint: str | None):
         self.step, self.loss, self.checkpoint = step, loss, checkpoint
-        kept = f"the last good checkpoint is {checkpoint!r}" if checkpoint else "no checkpoint was saved"
+        kept = (
+            f"the last good checkpoint is {checkpoint!r}"
+            if checkpoint
+            else "no checkpoint was saved"
+        )
         super().__init__(
             f"the loss of step {step} is {loss}; training stopped and this step was not saved; "
             f"{kept}; lower the learning rate or enable gradient clipping, then resume"

@@ -335,13 +335,13 @@ def _train(trainer, state, data, rows, position, out: Path, args, stop, train_lo
         console=Console(stderr=True),
         transient=False,
     )
-    clock = {"t": None, "tokens": 0.0}
+    clock: dict[str, float] = {"tokens": 0.0}
 
     def on_step(step: int, metrics: dict) -> None:
         log.write(json.dumps({"step": step, **metrics}) + "\n")
         log.flush()
         now = time.perf_counter()
-        if clock["t"] is None:  # the first step compiles: rates from the second on
+        if "t" not in clock:  # the first step compiles: rates from the second on
             clock["t"] = now
             rate = "-"
         else:

@@ -8,6 +8,7 @@ are ``(in, out)``, like GPT-2's ``Conv1D`` weights.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -89,7 +90,8 @@ class GPT2(nn.Module):
         embed = functools.partial(nn.Embed, features=c.n_embd, embedding_init=_init)
         wte = embed(c.vocab_size, name="wte")
         x = wte(ids) + embed(c.n_positions, name="wpe")(positions)
-        fields = dict(config=c, decode=self.decode)
-        layers = (GPT2Block, c.n_layer, self.scan_layers, (x, positions), self.remat)
-        x, _ = apply_layers(*layers, **fields)
+        fields: dict[str, Any] = dict(config=c, decode=self.decode)
+        x, _ = apply_layers(
+            GPT2Block, c.n_layer, self.scan_layers, (x, positions), remat=self.remat, **fields
+        )
         return wte.attend(_layer_norm(c, "ln_f")(x))

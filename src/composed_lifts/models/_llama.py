@@ -8,6 +8,7 @@ Module and param names follow Hugging Face's (``self_attn.q_proj``,
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -92,10 +93,11 @@ class Llama(nn.Module):
         c = self.config
         positions = positions_of(ids, positions)
         embed = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=_init, name="embed_tokens")
-        fields = dict(config=c, decode=self.decode)
+        fields: dict[str, Any] = dict(config=c, decode=self.decode)
         carry = (embed(ids), positions)
-        layers = (LlamaBlock, c.num_hidden_layers, self.scan_layers, carry, self.remat)
-        x, _ = apply_layers(*layers, **fields)
+        x, _ = apply_layers(
+            LlamaBlock, c.num_hidden_layers, self.scan_layers, carry, remat=self.remat, **fields
+        )
         x = _rms_norm(c, "norm")(x)
         if c.tie_word_embeddings:
             return embed.attend(x)

@@ -101,7 +101,9 @@ def to_peft(
         f.write("\n")
 
 
-_REFUSED = {  # PEFT settings that change the computation and are not implemented here
+_REFUSED: dict[
+    str, tuple
+] = {  # PEFT settings that change the computation and are not implemented here
     "bias": ("none",),
     "use_dora": (False, None),
     "modules_to_save": (None, []),
@@ -160,7 +162,7 @@ def from_peft(folder: str | os.PathLike, params, config) -> tuple[dict, LoraOpti
     lora: dict = {}
     for (stack, *mpath), hf_names in _module_names(params, config, modules).items():
         kernel = _get(_layers_dict(params)[stack], tuple(mpath))["kernel"]
-        per_layer = {A: [], B: []}
+        per_layer: dict[str, list[np.ndarray]] = {A: [], B: []}
         for name in hf_names:
             for ours, theirs, want in (
                 (A, "lora_A", (options.rank, kernel.shape[-2])),

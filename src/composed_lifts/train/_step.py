@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
+import optax  # type: ignore[import-untyped]
 from flax import struct
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -277,11 +277,10 @@ class _CompiledStep:
 
     def __init__(self, step, k: int, placement: _Placement):
         self.k, self.placement = k, placement
+        self.step = step
+        self.jitted: Any = None
         if placement.mesh is None:
             self.jitted = jax.jit(step, donate_argnums=0)
-        else:
-            self.step = step
-            self.jitted = None
 
     def __call__(self, state: TrainState, batch):
         _check_batch(batch, self.k)
