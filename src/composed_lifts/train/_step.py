@@ -245,7 +245,9 @@ class _Placement:
         abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
         assert self.rules is not None
         shardings = param_shardings({"params": abstract}, self.mesh, self.rules, stacks=STACKS)
-        return jax.device_put(tree, shardings["params"])
+        # a copy, as above (device_put may alias a device's shard to the source, may_alias or not)
+        copied = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), tree)
+        return jax.device_put(copied, shardings["params"])
 
     def scalar(self, x):
         return x if self.mesh is None else jax.device_put(x, self.replicated)
