@@ -42,6 +42,7 @@ __all__ = [
     "MissingKeyError",
     "MissingRngError",
     "NonFiniteInputError",
+    "NonFiniteLossError",
     "NonFiniteResultError",
     "OutputFileError",
     "OutputWriteError",
@@ -53,6 +54,8 @@ __all__ = [
     "StackLayoutError",
     "StandardOutputError",
     "TensorMismatchError",
+    "TokenRangeError",
+    "TrainStateMismatchError",
     "UnevenBatchError",
     "UnliftedVariablesError",
     "UnsplitRngError",
@@ -1069,4 +1072,63 @@ class ModelTooLargeError(MemoryEstimateError):
             f"{what} needs about {need / 1e9:.3g} GB of memory for its params but "
             f"{available / 1e9:.3g} GB is available; check the config's sizes, or pass "
             f"{override} to try anyway",
+        )
+
+
+# ---------------------------------------------------------------- fine-tuning (composed_lifts.train)
+
+
+class TokenRangeError(ComposedLiftsError, ValueError):
+    """Training data holds a token id outside the model's vocabulary ``[0, vocab_size)``.
+
+    An id at or above the vocabulary would index past the embedding (JAX clamps such
+    gathers silently), so the data is refused before training. Tokenize with the model's
+    own tokenizer, or give the model a larger vocabulary.
+
+    Attributes: ``where`` (the data and document), ``seen`` (the first bad id), ``vocab_size``.
+    """
+
+    def __init__(self, where: str, seen: int, vocab_size: int):
+        self.where, self.seen, self.vocab_size = where, seen, vocab_size
+        super().__init__(
+            f"{where} holds token id {seen}, outside the model's vocabulary [0, {vocab_size}); "
+            f"tokenize with the model's own tokenizer"
+        )
+
+
+class NonFiniteLossError(ComposedLiftsError, ValueError):
+    """The loss of a training step is NaN or infinite: training stopped at that step.
+
+    The state of that step was not saved; the last checkpoint written before it is
+    whole. Lower the learning rate (or enable clipping) and resume from it.
+
+    Attributes: ``step`` (1-based), ``loss``, ``checkpoint`` (the last good one, or None).
+    """
+
+    def __init__(self, step: int, loss: float, checkpoint: str | None):
+        self.step, self.loss, self.checkpoint = step, loss, checkpoint
+        kept = (
+            f"the last good checkpoint is {checkpoint!r}"
+            if checkpoint
+            else "no checkpoint was saved"
+        )
+        super().__init__(
+            f"the loss of step {step} is {loss}; training stopped and this step was not saved; "
+            f"{kept}; lower the learning rate or enable gradient clipping, then resume"
+        )
+
+
+class TrainStateMismatchError(ComposedLiftsError, ValueError):
+    """A run resumed with settings that differ from the ones its checkpoint was made with
+    (another model, LoRA rank, batch or schedule): the result would not be the same run.
+    Resume with the original settings, or start afresh in another output folder.
+
+    Attributes: ``setting``, ``saved``, ``given``.
+    """
+
+    def __init__(self, setting: str, saved: object, given: object):
+        self.setting, self.saved, self.given = setting, saved, given
+        super().__init__(
+            f"--resume: {setting} was {saved!r} when the run was saved, now {given!r}; resume "
+            f"with the original settings, or start afresh in another --out folder"
         )

@@ -17,11 +17,11 @@ import os
 import sys
 
 from ..errors import ComposedLiftsError, StandardOutputError
-from . import _blocks, _cache, _convert, _generate, _inspect, _run, _show, _tune
+from . import _blocks, _cache, _convert, _finetune, _generate, _inspect, _run, _show, _tune
 
 __all__ = ["main"]
 
-_COMMANDS = (_run, _inspect, _tune, _convert, _show, _generate)
+_COMMANDS = (_run, _inspect, _tune, _convert, _show, _generate, _finetune)
 _PROG = "composed-lifts"
 
 

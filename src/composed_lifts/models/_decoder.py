@@ -16,12 +16,14 @@ map transposes them.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._options import Remat
 from ._attention import kv_cache, rotary_attention
 from ._decoder_config import Activation, DecoderConfig, LayerKind
 from ._layers import apply_layers, positions_of
@@ -154,13 +156,15 @@ def _kinds(config: DecoderConfig) -> tuple[LayerKind | None, dict | None]:
 class Decoder(nn.Module):
     """A Llama-like language model: ``ids (B, T)`` (and ``positions (B, T)``) -> logits ``(B, T, V)``.
 
-    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``decode=True``
+    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``remat``
+    rematerialises each layer with that policy (for training); ``decode=True``
     keeps a per-layer KV cache in the ``cache`` collection (see ``models.generate``).
     """
 
     config: DecoderConfig
     scan_layers: bool = True
     decode: bool = False
+    remat: Remat = Remat.NONE
 
     @nn.compact
     def __call__(self, ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
@@ -171,10 +175,16 @@ class Decoder(nn.Module):
         if spec.embed_scale:  # sqrt(hidden) rounded to the embedding's dtype, as transformers
             x = x * jnp.asarray(c.hidden_size**0.5, x.dtype)
         kind, xs = _kinds(c)
-        fields = dict(config=c, decode=self.decode, kind=kind)
+        fields: dict[str, Any] = dict(config=c, decode=self.decode, kind=kind)
         carry = (x, positions)
         x, _ = apply_layers(
-            DecoderBlock, c.num_hidden_layers, self.scan_layers, carry, xs, **fields
+            DecoderBlock,
+            c.num_hidden_layers,
+            self.scan_layers,
+            carry,
+            xs,
+            remat=self.remat,
+            **fields,
         )
         x = _norm(c, "norm")(x)
         if c.tie_word_embeddings:

@@ -8,12 +8,13 @@ are ``(in, out)``, like GPT-2's ``Conv1D`` weights.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .._options import Remat
 from ._attention import causal_attention, kv_cache
 from ._layers import apply_layers, positions_of
 
@@ -74,13 +75,15 @@ class GPT2Block(nn.Module):
 class GPT2(nn.Module):
     """GPT-2 language model: ``ids (B, T)`` (and ``positions (B, T)``) -> logits ``(B, T, V)``.
 
-    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``decode=True``
+    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``remat`` rematerialises
+    each layer with that policy (for training); ``decode=True``
     keeps a per-layer KV cache in the ``cache`` collection (see ``models.generate``).
     """
 
     config: GPT2Config
     scan_layers: bool = True
     decode: bool = False
+    remat: Remat = Remat.NONE
 
     @nn.compact
     def __call__(self, ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
@@ -89,6 +92,8 @@ class GPT2(nn.Module):
         embed = functools.partial(nn.Embed, features=c.n_embd, embedding_init=_init)
         wte = embed(c.vocab_size, name="wte")
         x = wte(ids) + embed(c.n_positions, name="wpe")(positions)
-        fields = dict(config=c, decode=self.decode)
-        x, _ = apply_layers(GPT2Block, c.n_layer, self.scan_layers, (x, positions), **fields)
+        fields: dict[str, Any] = dict(config=c, decode=self.decode)
+        x, _ = apply_layers(
+            GPT2Block, c.n_layer, self.scan_layers, (x, positions), remat=self.remat, **fields
+        )
         return wte.attend(_layer_norm(c, "ln_f")(x))

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from .._lifts import stack_lifts
-from .._options import StackOptions
+from .._options import Remat, StackOptions
 from .._stack_linen import linen_stack
 from ..layout import Stack, layer_name
 
@@ -25,38 +25,51 @@ STACKS = (Stack("layers"),)
 """Where the models' stacked layers are in their params (``params/layers``, scanned)."""
 
 
-_SCANNED: dict[tuple[type[nn.Module], int], type[nn.Module]] = {}
-_BATCHED: dict[type[nn.Module], type[nn.Module]] = {}
+_SCANNED: dict[tuple[type[nn.Module], int, Remat], type[nn.Module]] = {}
+_BATCHED: dict[tuple[type[nn.Module], Remat], type[nn.Module]] = {}
 
 
-def _scanned(block: type[nn.Module], num_layers: int) -> type[nn.Module]:
-    """The scanned stack of ``block``, built once per class and depth."""
-    if (block, num_layers) not in _SCANNED:
-        _SCANNED[block, num_layers] = linen_stack(block, StackOptions(num_layers=num_layers))
-    return _SCANNED[block, num_layers]
+def _scanned(block: type[nn.Module], num_layers: int, remat: Remat) -> type[nn.Module]:
+    """The scanned stack of ``block``, built once per class, depth and remat policy."""
+    key = (block, num_layers, remat)
+    if key not in _SCANNED:
+        _SCANNED[key] = linen_stack(block, StackOptions(num_layers=num_layers, remat=remat))
+    return _SCANNED[key]
 
 
-def _batched(block: type[nn.Module]) -> type[nn.Module]:
+def _batched(block: type[nn.Module], remat: Remat) -> type[nn.Module]:
     """One layer of ``block`` under the stack's batch lift (the same ``nn.vmap`` arguments)."""
-    if block not in _BATCHED:
-        vmap = stack_lifts(StackOptions(num_layers=1)).vmap  # only its batch lift is used
-        assert vmap is not None  # the default batch mode (shared params) has a vmap
-        _BATCHED[block] = nn.vmap(block, **vmap)
-    return _BATCHED[block]
+    if (block, remat) not in _BATCHED:
+        lifts = stack_lifts(StackOptions(num_layers=1, remat=remat))  # its batch lift only
+        assert lifts.vmap is not None  # the default batch mode (shared params) has a vmap
+        target = block
+        if remat is not Remat.NONE:  # the same policy the scanned stack applies per layer
+            target = nn.remat(block, policy=remat.policy(), prevent_cse=False)
+        _BATCHED[block, remat] = nn.vmap(target, **lifts.vmap)
+    return _BATCHED[block, remat]
 
 
-def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, xs=None, **fields):
+def apply_layers(
+    block: type[nn.Module],
+    num_layers: int,
+    scan: bool,
+    carry,
+    xs=None,
+    remat: Remat = Remat.NONE,
+    **fields,
+):
     """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method).
 
     ``xs``: per-layer inputs shared by the batch (leading axis ``num_layers``), e.g. each
     layer's attention kind; layer ``i`` is called with ``xs[i]`` (``None`` without them).
+    ``remat`` rematerialises each layer with that policy (``StackOptions.remat``).
     """
     if scan:
-        carry, _ = _scanned(block, num_layers)(**fields, name=STACKS[0].path)(carry, xs)
+        carry, _ = _scanned(block, num_layers, remat)(**fields, name=STACKS[0].path)(carry, xs)
         return carry
     for i in range(num_layers):
         xs_i = None if xs is None else jax.tree_util.tree_map(lambda a: a[i], xs)  # noqa: B023
-        carry, _ = _batched(block)(**fields, name=layer_name(i))(carry, xs_i)
+        carry, _ = _batched(block, remat)(**fields, name=layer_name(i))(carry, xs_i)
     return carry
 
 
