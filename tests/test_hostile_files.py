@@ -178,7 +178,6 @@ def _with_layout(tmp_path, edit):
         ("num_layers", 10**18, "records 1000000000000000000 layers"),
         ("num_layers", 4, "records 4 layers"),
         ("layer_axis", 2**63, "layer axis 9223372036854775808"),
-        ("num_layers", -1, "num_layers must be >= 1, got -1"),
     ],
 )
 def test_a_layout_record_that_contradicts_the_tensors(tmp_path, capsys, field, value, words):
@@ -190,6 +189,14 @@ def test_a_layout_record_that_contradicts_the_tensors(tmp_path, capsys, field, v
         assert "stack.w" in out  # the description is printed, then the disagreement
         hostile(capsys, "convert", bad, tmp_path / "o.safetensors", words=(words,))
     assert describe(bad).problems
+
+
+def test_a_layout_record_of_negative_layers_is_unreadable(tmp_path, capsys):
+    bad, params = _with_layout(tmp_path, lambda s: s.update({"num_layers": -1}))
+    with no_hang():
+        with pytest.raises(CheckpointFormatError, match="num_layers must be >= 1, got -1"):
+            load(bad, like=params)
+        hostile(capsys, "show", bad, words=("unreadable layout record", "got -1"))
 
 
 def test_a_fifo_shard_or_metadata_is_refused_without_blocking(sharded, tmp_path, capsys):

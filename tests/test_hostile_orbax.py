@@ -635,7 +635,7 @@ def test_save_under_a_file_size_limit_names_the_file(tmp_path):
 @pytest.mark.parametrize("name", ["e.safetensors", "e"])
 def test_an_ensemble_loaded_into_a_shared_target_says_so(tmp_path, name):
     ensemble = {"w": np.ones((3, 2, 4, 4), np.float32)}  # 3 members of 2 layers
-    save(tmp_path / name, ensemble, stacks=[Stack("", layer_axis=1, ensemble=True)])
+    save(tmp_path / name, ensemble, stacks=[Stack("", layer_axis=1, ensemble_size=3)])
     for like, target in (
         ({"w": np.ones((2, 4, 4), np.float32)}, "a stack shared by every example"),
         ({"w": np.ones((5, 2, 4, 4), np.float32)}, "an ensemble of 5 members"),
