@@ -86,16 +86,31 @@ def save_train_state(path: str | os.PathLike, state: TrainState, *, data_positio
     """Save ``state`` (and the data position to resume from) to ``path`` atomically.
 
     ``path`` ending in ``.safetensors`` is one safetensors file, any other path an Orbax
-    folder (``composed_lifts.checkpoint.save``'s rule).
+    folder (``composed_lifts.checkpoint.save``'s rule). Across processes
+    (``jax.distributed``), every process calls it: a safetensors file is gathered and
+    written by process 0 (all return once it is whole); Orbax writes shard by shard.
     """
     from ..checkpoint import Stack, save
 
     tree, stacks = train_state_tree(state, data_position)
-    if jax.process_count() > 1 or not os.fspath(path).endswith(".safetensors"):
-        save(path, tree, stacks=[Stack(s) for s in stacks])
+    records = [Stack(s) for s in stacks]
+    if not os.fspath(path).endswith(".safetensors"):
+        save(path, tree, stacks=records)
         return
-    host = jax.tree_util.tree_map(np.asarray, tree)
-    save(path, host, stacks=[Stack(s) for s in stacks])
+    if jax.process_count() == 1:
+        save(path, jax.tree_util.tree_map(np.asarray, tree), stacks=records)
+        return
+    from jax.experimental import multihost_utils
+
+    def gathered(x):  # a global array -> the whole of it on every process; host leaves as they are
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return multihost_utils.process_allgather(x, tiled=True)
+        return x
+
+    whole = jax.tree_util.tree_map(gathered, tree)
+    if jax.process_index() == 0:
+        save(path, jax.tree_util.tree_map(np.asarray, whole), stacks=records)
+    multihost_utils.sync_global_devices(f"save_train_state {os.fspath(path)}")
 
 
 def _abstract(x):
