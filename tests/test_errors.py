@@ -117,7 +117,10 @@ CASES = {
         ["attention_bias = True is not supported (supported: false)", "transformers"],
     ),
     "TokenRangeError": (("--data 'd.npy' (document 0)", 500, 96), ["token id 500", "[0, 96)"]),
-    "NonFiniteLossError": ((3, float("nan"), "out/state.safetensors"), ["step 3 is nan", "out/state"]),
+    "NonFiniteLossError": (
+        (3, float("nan"), "out/state.safetensors"),
+        ["step 3 is nan", "out/state"],
+    ),
     "TrainStateMismatchError": (("steps", 10, 20), ["steps was 10", "now 20"]),
 }
 
