@@ -31,8 +31,15 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 B, T = 4, 256
-CONFIGS = ["jax-full", "torch-1t", "torch-2t", "jax-lora", "jax-remat-full", "jax-remat-dots",
-           "jax-remat-dots_no_batch"]
+CONFIGS = [
+    "jax-full",
+    "torch-1t",
+    "torch-2t",
+    "jax-lora",
+    "jax-remat-full",
+    "jax-remat-dots",
+    "jax-remat-dots_no_batch",
+]
 
 
 def _rss_mb() -> float:
@@ -84,14 +91,16 @@ def child(config: str, steps: int) -> dict:
         from composed_lifts.train import LoraOptions, TrainOptions, make_trainer
 
         base = _rss_mb()
-        config_ = models.GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12,
-                                    n_head=12, n_inner=3072)
+        config_ = models.GPT2Config(
+            vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, n_inner=3072
+        )
         model = models.GPT2(config_)
         params = jax.jit(model.init)(jax.random.PRNGKey(0), ids[:1, :8])["params"]
         remat = Remat(config.split("remat-")[1]) if "remat" in config else Remat.NONE
         lora = LoraOptions(rank=8, alpha=16, targets=("c_attn",)) if config == "jax-lora" else None
-        trainer = make_trainer(model, TrainOptions(steps=100, learning_rate=1e-5, remat=remat),
-                               lora=lora)
+        trainer = make_trainer(
+            model, TrainOptions(steps=100, learning_rate=1e-5, remat=remat), lora=lora
+        )
         state = {"s": trainer.init(params)}
         del params
         batch = {"ids": ids, "mask": mask}
@@ -113,7 +122,8 @@ def child(config: str, steps: int) -> dict:
 def run_child(config: str, steps: int) -> dict:
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", config, "--steps", str(steps)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     out = proc.stdout.read()
@@ -146,7 +156,9 @@ def main() -> None:
             r = run_child(config, args.steps)
             results.setdefault(config, []).append(r)
             loads.append(os.getloadavg()[0])
-            print(config, [round(t, 3) for t in r["times"]], f"{r['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                config, [round(t, 3) for t in r["times"]], f"{r['peak_rss_mb']:.0f} MB", flush=True
+            )
     summary = {}
     for config, runs in results.items():
         times = sorted(t for r in runs for t in r["times"])
@@ -159,10 +171,21 @@ def main() -> None:
             "above_runtime_mb": max(r["peak_rss_mb"] - r["base_rss_mb"] for r in runs),
             "first_step_s": runs[0]["first_step_s"],
         }
-    torch_best = min((c for c in summary if c.startswith("torch")), key=lambda c: summary[c]["step_s_median"])
-    info = {"started": started, "load_average": [min(loads), max(loads)], "machine": machine_info(),
-            "B": B, "T": T, "steps_per_child": args.steps, "rounds": args.rounds,
-            "torch_baseline": torch_best, "results": summary, "raw": results}
+    torch_best = min(
+        (c for c in summary if c.startswith("torch")), key=lambda c: summary[c]["step_s_median"]
+    )
+    info = {
+        "started": started,
+        "load_average": [min(loads), max(loads)],
+        "machine": machine_info(),
+        "B": B,
+        "T": T,
+        "steps_per_child": args.steps,
+        "rounds": args.rounds,
+        "torch_baseline": torch_best,
+        "results": summary,
+        "raw": results,
+    }
     out = HERE / "results"
     (out / "finetune_vs_torch.json").write_text(json.dumps(info, indent=2) + "\n")
     base = summary[torch_best]

@@ -149,7 +149,10 @@ CASES = {
         ["needs about 4e+03 GB", "10 GB is available", "pass --force to try anyway"],
     ),
     "TokenRangeError": (("--data 'd.npy' (document 0)", 500, 96), ["token id 500", "[0, 96)"]),
-    "NonFiniteLossError": ((3, float("nan"), "out/state.safetensors"), ["step 3 is nan", "out/state"]),
+    "NonFiniteLossError": (
+        (3, float("nan"), "out/state.safetensors"),
+        ["step 3 is nan", "out/state"],
+    ),
     "TrainStateMismatchError": (("steps", 10, 20), ["steps was 10", "now 20"]),
 }
 
