@@ -251,7 +251,8 @@ def _restore(path: str, abstract, sums):
         except Exception as err:
             raise CheckpointFormatError(
                 f"checkpoint {path!r}",
-                f"could not be restored: {(str(err).splitlines() or [type(err).__name__])[0]}",
+                f"could not be restored (is its array data missing or damaged?): "
+                f"{(str(err).split(' See full TensorStore')[0].splitlines() or [type(err).__name__])[0]}",
             ) from None
         finally:
             ckptr.close()

@@ -139,10 +139,20 @@ def is_our_checkpoint(path: str, layout_key: str) -> bool:
 _filter_installed = False
 
 
+def _orbax_code(obj) -> bool:
+    """Whether ``obj`` is a coroutine (or a task running one) of Orbax's."""
+    coro = obj.get_coro() if hasattr(obj, "get_coro") else obj
+    code = getattr(coro, "cr_code", None)
+    return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+
+
 def _late_callback(info) -> bool:
-    """TensorStore completing a read after Orbax closed the event loop that awaited it (Orbax
-    stops waiting at the first failed read of a damaged checkpoint): a finalizer-style
-    "Event loop is closed" from asyncio's ``call_soon_threadsafe``, nothing else."""
+    """A report Orbax leaves behind after it returned from a damaged checkpoint: TensorStore
+    completing a read into the event loop Orbax already closed ("Event loop is closed" from
+    asyncio's ``call_soon_threadsafe``), or one of Orbax's read coroutines collected with
+    its exception unretrieved. Nothing else."""
+    if _orbax_code(info.object):
+        return True
     err = info.exc_value
     if not isinstance(err, RuntimeError) or str(err) != "Event loop is closed":
         return False
@@ -153,6 +163,19 @@ def _late_callback(info) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+class _OrbaxTaskFilter(logging.Filter):
+    """asyncio's "Task exception was never retrieved" for one of Orbax's tasks: dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        task = getattr(record, "task", None)
+        text = record.getMessage() if task is None else ""
+        return not (
+            "exception was never retrieved" in text
+            and f"{os.sep}orbax{os.sep}" in text
+            or (task is not None and _orbax_code(task))
+        )
 
 
 def _drop_late_callbacks() -> None:
@@ -168,6 +191,7 @@ def _drop_late_callbacks() -> None:
             previous(info)
 
     sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_OrbaxTaskFilter())
     _filter_installed = True
 
 
