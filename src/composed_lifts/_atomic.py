@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ._errors import OutputFileError, ReadOnlyFileError
+from .errors import OutputFileError, ReadOnlyFileError
 
 __all__ = ["atomic_writer", "check_writable", "file_kind", "fsync_folder"]
 

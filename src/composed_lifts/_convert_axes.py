@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from ._arguments import check_integer
-from ._errors import MembersDifferError, StackLayoutError
+from .errors import MembersDifferError, StackLayoutError
 from ._keymap import path_str
 
 __all__ = ["ensemble_to_shared", "layer_axis_from", "layer_axis_to", "shared_to_ensemble"]

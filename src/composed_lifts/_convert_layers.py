@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ._arguments import check_integer
-from ._errors import ArgumentTypeError, LayoutMismatchError
+from .errors import ArgumentTypeError, LayoutMismatchError
 
 __all__ = ["layer_names", "stack_params", "unstack_params"]
 

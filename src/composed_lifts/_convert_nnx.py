@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._errors import ArgumentTypeError, LayoutMismatchError
+from .errors import ArgumentTypeError, LayoutMismatchError
 from ._stack_nnx import NNXStack
 
 __all__ = ["linen_to_nnx", "nnx_to_linen"]

@@ -19,7 +19,7 @@ from typing import IO
 import numpy as np
 
 from ._atomic import atomic_writer, check_writable, file_kind
-from ._errors import ComposedLiftsError, InputFileError, MemoryEstimateError, OutputFileError
+from .errors import ComposedLiftsError, InputFileError, MemoryEstimateError, OutputFileError
 
 __all__ = [
     "JSON_MEMORY_FACTOR",

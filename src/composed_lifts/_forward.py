@@ -10,7 +10,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from ._arguments import as_float32_matrix, check_integer, check_seed
-from ._errors import ArgumentTypeError
+from .errors import ArgumentTypeError
 from ._fast_init import fast_init_applies, fast_seed_params
 from ._options import StackOptions
 from ._seed import seed_model

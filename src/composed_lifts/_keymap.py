@@ -58,7 +58,7 @@ import jax
 import numpy as np
 
 from ._arguments import describe_value
-from ._errors import (
+from .errors import (
     ArgumentTypeError,
     KeyMapError,
     MissingKeyError,

@@ -24,7 +24,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from ._errors import ArgumentRangeError, ArgumentTypeError
+from .errors import ArgumentRangeError, ArgumentTypeError
 from ._options import BatchMode, LayerInputs, StackOptions
 
 __all__ = [

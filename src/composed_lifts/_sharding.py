@@ -34,7 +34,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._errors import (
+from .errors import (
     ArgumentRangeError,
     ArgumentTypeError,
     DeviceCountError,

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ._convert_layers import layer_names
-from ._errors import ArgumentRangeError
+from .errors import ArgumentRangeError
 from ._options import BatchMode, LayerInputs, Remat, StackOptions, require_options
 
 __all__ = ["scan_layers", "unroll_layers"]

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from ._block_probe import check_block_step, check_layer_inputs, check_same_batch, drop_axis
 from ._block_spec import field_values
-from ._errors import ArgumentTypeError, EnsembleSizeError, LayoutMismatchError, MissingRngError
+from .errors import ArgumentTypeError, EnsembleSizeError, LayoutMismatchError, MissingRngError
 from ._lifts import Lifts, stack_lifts
 from ._options import Remat, StackOptions, require_options
 

@@ -18,7 +18,7 @@ from flax import nnx
 
 from ._arguments import check_integer
 from ._block_probe import check_block_step, check_layer_inputs, check_same_batch
-from ._errors import ArgumentTypeError, EnsembleSizeError, UnsplitRngError
+from .errors import ArgumentTypeError, EnsembleSizeError, UnsplitRngError
 from ._lifts import stack_lifts
 from ._options import BatchMode, Remat, StackOptions, require_options
 

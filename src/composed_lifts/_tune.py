@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from ._arguments import check_integer
-from ._errors import ArgumentRangeError, ArgumentTypeError
+from .errors import ArgumentRangeError, ArgumentTypeError
 from ._options import Remat, StackOptions, require_options
 from ._stack_linen import linen_stack
 from ._timing import calibrate, round_robin

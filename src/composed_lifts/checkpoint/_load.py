@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import jax
 import numpy as np
 
-from .._errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
+from ..errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
 from .._keymap import KeyMap, path_str, plan_keys, read_state
 from ._placement import place_like
 from ._record import LAYOUT_KEY, Form, KeyMapName, Layout, keymap_for, subtree, unrolled_layers

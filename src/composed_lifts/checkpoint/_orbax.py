@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from .._atomic import fsync_folder
-from .._errors import CheckpointFormatError, KeyMapError, OutputFileError
+from ..errors import CheckpointFormatError, KeyMapError, OutputFileError
 from .._keymap import path_str
 from ._placement import place_like, placement_of
 from ._record import LAYOUT_KEY, Form, KeyMapName, Layout

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .._errors import CheckpointFormatError, StackLayoutError
+from ..errors import CheckpointFormatError, StackLayoutError
 from .._keymap import KeyMap, Rule, path_str, torch_linear_keymap
 
 __all__ = ["Form", "KeyMapName", "Layout", "Stack", "StackRecord", "keymap_for", "record_stacks"]

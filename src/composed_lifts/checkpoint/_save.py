@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import __version__
 from .._arguments import describe_value
-from .._errors import ArgumentTypeError, KeyMapError, StackLayoutError
+from ..errors import ArgumentTypeError, KeyMapError, StackLayoutError
 from .._keymap import _leaves, _plan, _to_file
 from ._record import (
     LAYOUT_KEY,

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from .._atomic import check_writable
-from .._errors import ArgumentRangeError, CheckpointFormatError, KeyMapError, OutputFileError
+from ..errors import ArgumentRangeError, CheckpointFormatError, KeyMapError, OutputFileError
 
 _BAR_BYTES = 64 * 2**20  # show a progress bar for files at least this large
 

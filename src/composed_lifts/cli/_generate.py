@@ -51,7 +51,7 @@ def register(commands) -> None:
 def run(args) -> int:
     from .. import models
     from .._arguments import check_integer
-    from .._errors import InputShapeError, UnevenBatchError
+    from ..errors import InputShapeError, UnevenBatchError
 
     mesh = None
     if args.devices is not None:  # first: on CPU, JAX makes its devices when it starts

@@ -20,7 +20,7 @@ import jax
 
 from .._arguments import check_seed
 from .._block_spec import BlockSpec, block_name
-from .._errors import BlockCallError, BlockOutputError, CarryChangedError
+from ..errors import BlockCallError, BlockOutputError, CarryChangedError
 from .._options import BatchMode, StackOptions
 from ._compare import OrderComparison, compare_lift_orders
 from ._describe import LayoutReport, confused_splits, describe

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from .._block_spec import block_name
-from .._errors import ConfusedSplitError
+from ..errors import ConfusedSplitError
 from .._options import StackOptions
 from ._inputs import (
     BlockSpec,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._errors import UnsupportedConfigError
+from ..errors import UnsupportedConfigError
 
 __all__ = ["GPT2Config", "LlamaConfig", "config_from_hf", "config_to_hf"]
 

@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from .._arguments import check_integer
-from .._errors import ArgumentRangeError, ArgumentTypeError, InputShapeError
+from ..errors import ArgumentRangeError, ArgumentTypeError, InputShapeError
 from .._sharding import ShardingRules, default_rules, param_shardings, shard_batch
 from ._sharding_axes import STACKS, param_axes
 

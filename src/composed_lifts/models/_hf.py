@@ -29,7 +29,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from .._errors import ArgumentTypeError, InputFileError, LayoutMismatchError, OutputFileError
+from ..errors import ArgumentTypeError, InputFileError, LayoutMismatchError, OutputFileError
 from .._files import atomic_writer
 from .._keymap import KeyMap, Rule, Transpose, iter_state_dict, path_str, read_state
 from ._config import GPT2Config, LlamaConfig, config_from_hf, config_to_hf

@@ -13,7 +13,7 @@ import jax
 from flax import nnx
 
 from .._convert_nnx import linen_to_nnx
-from .._errors import ArgumentTypeError, LayoutMismatchError
+from ..errors import ArgumentTypeError, LayoutMismatchError
 from .._options import StackOptions
 from .._stack_nnx import nnx_stack
 from ._attention import apply_rotary, causal_attention
