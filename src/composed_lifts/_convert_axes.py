@@ -26,8 +26,8 @@ import jax
 import numpy as np
 
 from ._arguments import check_integer
-from .errors import MembersDifferError, StackLayoutError
 from ._keymap import path_str
+from .errors import MembersDifferError, StackLayoutError
 
 __all__ = ["ensemble_to_shared", "layer_axis_from", "layer_axis_to", "shared_to_ensemble"]
 
@@ -51,10 +51,7 @@ def _map_stacks(fn, tree, stacks: Sequence[str]):
 
     out = jax.tree_util.tree_map_with_path(visit, tree)
     if not found:
-        raise StackLayoutError(
-            f"no leaf lies under stacks={tuple(stacks)!r}",
-            "name the stacks by their '/'-joined paths in the tree, e.g. stacks=('params/decoder',)",
-        )
+        raise StackLayoutError("empty", where=f"stacks={tuple(stacks)!r}")
     return out
 
 
@@ -62,9 +59,11 @@ def _move(tree, source: int, destination: int, stacks) -> object:
     def move(name, leaf):
         if np.ndim(leaf) <= max(source, destination):
             raise StackLayoutError(
-                f"stacked leaf {name!r} has shape {np.shape(leaf)}, which has no axis "
-                f"{max(source, destination)}",
-                "leave leaves that are not part of the stack out of stacks=",
+                "no_layer_axis",
+                leaf=name,
+                shape=np.shape(leaf),
+                axis=max(source, destination),
+                argument="the position",
             )
         return (
             np.moveaxis(leaf, source, destination)
@@ -107,10 +106,7 @@ def ensemble_to_shared(tree, *, stacks: Sequence[str] = ("",)):
 
     def collapse(name, leaf):
         if np.ndim(leaf) < 1 or np.shape(leaf)[0] < 1:
-            raise StackLayoutError(
-                f"ensemble leaf {name!r} has shape {np.shape(leaf)}, with no ensemble axis 0",
-                "name only ensemble stacks in stacks=",
-            )
+            raise StackLayoutError("no_ensemble_axis", leaf=name, shape=np.shape(leaf))
         host = np.asarray(leaf)
         first = host[0]
         bits = (

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ._arguments import check_integer
-from .errors import ArgumentTypeError, LayoutMismatchError
+from .errors import ArgumentTypeError, LayoutMismatchError, StackLayoutError
 
 __all__ = ["layer_names", "stack_params", "unstack_params"]
 
@@ -30,9 +30,11 @@ def layer_names(layers: Mapping, num_layers: int, *, prefix: str = "layers_") ->
     names = [f"{prefix}{i}" for i in range(num_layers)]
     if set(layers) != set(names):
         raise LayoutMismatchError(
-            "layers",
-            f"has the keys {sorted(layers)}",
-            f"it must have exactly the keys {prefix}0 ... {prefix}{num_layers - 1}",
+            "keys",
+            "the keys of layers",
+            f"the {num_layers} unrolled layers {prefix}0 ... {prefix}{num_layers - 1}",
+            sorted(set(names) - set(layers)),
+            sorted(set(layers) - set(names)),
             "make them with unstack_params",
         )
     return names
@@ -52,23 +54,24 @@ def unstack_params(tree: Any, *, axis: int = 0, prefix: str = "layers_") -> dict
     axis = check_integer("axis", axis, minimum=0)
     leaves = _flat(tree)
     if not leaves:
-        raise LayoutMismatchError("tree", "holds no arrays", "unstack_params needs arrays to split")
+        raise StackLayoutError("empty", where="the tree given to unstack_params")
     sizes: dict[int, str] = {}
     for path, leaf in leaves:
         if jnp.ndim(leaf) <= axis:
-            raise LayoutMismatchError(
-                f"leaf {jax.tree_util.keystr(path)}",
-                f"has shape {jnp.shape(leaf)}",
-                f"it has no axis {axis} to split layers along",
-                "pass the axis that holds the layers",
+            raise StackLayoutError(
+                "no_layer_axis",
+                leaf=jax.tree_util.keystr(path),
+                shape=jnp.shape(leaf),
+                axis=axis,
+                argument="axis=",
             )
         sizes.setdefault(jnp.shape(leaf)[axis], jax.tree_util.keystr(path))
     if len(sizes) > 1:
-        seen = ", ".join(f"{path} has {n}" for n, path in sizes.items())
-        raise LayoutMismatchError(
-            "tree",
-            f"has {seen}",
-            f"every leaf must have the same number of layers along axis {axis}",
+        raise StackLayoutError(
+            "counts_differ",
+            where="the tree given to unstack_params",
+            what=f"layers on axis {axis}",
+            counts={path: n for n, path in sizes.items()},
         )
     (num_layers,) = sizes
     index = (slice(None),) * axis
@@ -95,16 +98,21 @@ def stack_params(layers: Mapping[str, Any], *, axis: int = 0, prefix: str = "lay
     for name, tree in zip(names[1:], trees[1:]):
         if jax.tree_util.tree_structure(tree) != first:  # type: ignore[operator]
             raise LayoutMismatchError(
+                "structure",
                 name,
-                f"has tree structure {jax.tree_util.tree_structure(tree)}",
-                f"{names[0]} has {first}; every layer must have the same structure to be stacked",
+                names[0],
+                jax.tree_util.tree_structure(tree),
+                first,
+                "every layer must have the same structure to be stacked",
             )
         for (path, a), b in zip(_flat(trees[0]), jax.tree_util.tree_leaves(tree)):
             if jnp.shape(a) != jnp.shape(b) or jnp.result_type(a) != jnp.result_type(b):
                 raise LayoutMismatchError(
+                    "leaf",
                     f"{name}{jax.tree_util.keystr(path)}",
-                    f"is {jnp.result_type(b)}{jnp.shape(b)}",
-                    f"{names[0]}{jax.tree_util.keystr(path)} is {jnp.result_type(a)}{jnp.shape(a)}",
+                    f"{names[0]}{jax.tree_util.keystr(path)}",
+                    f"{jnp.result_type(b)}{jnp.shape(b)}",
+                    f"{jnp.result_type(a)}{jnp.shape(a)}",
                     "layers must match to be stacked",
                 )
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves, axis=axis), *trees)

@@ -10,11 +10,11 @@ import numpy as np
 from jax.sharding import Mesh
 
 from ._arguments import as_float32_matrix, check_integer, check_seed
-from .errors import ArgumentTypeError
 from ._fast_init import fast_init_applies, fast_seed_params
 from ._options import StackOptions
 from ._seed import seed_model
 from ._sharding import ShardingRules, default_rules, param_shardings, shard_batch
+from .errors import ArgumentTypeError
 
 __all__ = ["composed_lifts_forward"]
 

@@ -34,6 +34,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ._options import BatchMode, StackOptions, require_options
 from .errors import (
     ArgumentRangeError,
     ArgumentTypeError,
@@ -42,7 +43,6 @@ from .errors import (
     ShardingRuleError,
     UnevenBatchError,
 )
-from ._options import BatchMode, StackOptions, require_options
 
 __all__ = [
     "ShardingRules",

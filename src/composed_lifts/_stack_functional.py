@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from ._convert_layers import layer_names
-from .errors import ArgumentRangeError
 from ._options import BatchMode, LayerInputs, Remat, StackOptions, require_options
+from .errors import ArgumentRangeError
 
 __all__ = ["scan_layers", "unroll_layers"]
 

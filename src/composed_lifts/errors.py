@@ -1,11 +1,13 @@
-"""One exception class per failure mode.
+"""The exception classes composed_lifts raises, one per failure mode, sectioned by domain.
 
 Each class subclasses the builtin a user would catch (``ValueError`` or
 ``TypeError``) and :class:`ComposedLiftsError`, so callers can catch either.
 Each owns its message, as ``flax/errors.py`` does: it is constructed from
 structured arguments (the argument or leaf, what was seen, what was expected,
 the fix), keeps them as attributes, and its docstring says the mistake and
-its fix. A failure raises the same class wherever it is found.
+its fix. A failure raises the same class wherever it is found. A class with several
+forms takes a ``kind`` (a key of its ``MESSAGES``) and that form's facts. The command
+line's own errors, which name its flags, live in ``composed_lifts.cli``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ __all__ = [
     "ArgumentTypeError",
     "BatchSizeError",
     "BlockCallError",
-    "BlockImportError",
     "BlockOutputError",
-    "CacheFolderError",
     "CarryChangedError",
     "CheckpointFormatError",
     "CheckpointMismatchError",
@@ -34,21 +34,17 @@ __all__ = [
     "LayoutMismatchError",
     "LayoutProbeError",
     "MembersDifferError",
-    "MemoryEstimateError",
     "MeshAxisError",
     "MissingBatchAxisError",
     "MissingKeyError",
     "MissingRngError",
     "NonFiniteInputError",
-    "NonFiniteResultError",
     "OutputFileError",
     "ReadOnlyFileError",
     "SeedRangeError",
     "ShardingRuleError",
     "SharedCollectionError",
     "StackLayoutError",
-    "StandardOutputError",
-    "TensorMismatchError",
     "UnevenBatchError",
     "UnsplitRngError",
     "UnsupportedConfigError",
@@ -58,6 +54,28 @@ __all__ = [
 
 class ComposedLiftsError(Exception):
     """Base class of every error raised by composed_lifts on bad input."""
+
+
+def _fill(
+    error: Exception,
+    templates: dict[str, str],
+    kind: str,
+    facts: dict[str, object],
+    shown: dict[str, object] | None = None,
+) -> str:
+    """The message of ``error``'s form ``kind``, filled from ``facts`` (and ``shown``, the
+    facts written out for the message); keeps the facts as attributes."""
+    if kind not in templates:
+        raise TypeError(
+            f"{type(error).__name__} has no kind {kind!r}; its kinds are {sorted(templates)}"
+        )
+    error.kind, error.facts = kind, dict(facts)  # type: ignore[attr-defined]
+    for name, value in facts.items():
+        setattr(error, name, value)
+    return templates[kind].format(**facts, **(shown or {}))
+
+
+# --- arguments and inputs ---------------------------------------------------------------------
 
 
 class ArgumentTypeError(ComposedLiftsError, TypeError):
@@ -177,20 +195,7 @@ class NonFiniteInputError(ComposedLiftsError, ValueError):
         )
 
 
-class InputFileError(ComposedLiftsError, ValueError):
-    """An input file is missing, unreadable, corrupted, or of an unknown format.
-
-    Checked before its data is read where possible (the suffix, a regular file, an
-    ``.npy`` header against the file's size). Give a regular ``.npy`` file, or a
-    ``.json`` list of lists of numbers (``-`` for JSON on standard input).
-
-    Attributes: ``where`` (the flag and path, ``--input 'x.npy'``), ``problem`` (what is
-    wrong with it), ``fix``.
-    """
-
-    def __init__(self, where: str, problem: str, fix: str = ""):
-        self.where, self.problem, self.fix = where, problem, fix
-        super().__init__(f"{where} {problem}" + (f"; {fix}" if fix else ""))
+# --- stacks and lifts -------------------------------------------------------------------------
 
 
 class CarryChangedError(ComposedLiftsError, ValueError):
@@ -283,6 +288,24 @@ class BlockOutputError(ComposedLiftsError, TypeError):
         )
 
 
+class BlockCallError(ComposedLiftsError, ValueError):
+    """The block fails when called on one example's carry, before any lift is involved.
+
+    The doctor calls the block once, abstractly, as ``block(carry, None)`` on one
+    example's carry. A block that fails there fails in every composition; the
+    most common cause is the seed's width pitfall in a residual block,
+    ``x + Dense(features)(x)`` with ``x.shape[-1] != features``. Make the block
+    accept the carry (equal widths), or give the doctor a carry the block takes.
+    """
+
+    def __init__(self, block: str, carry: str, cause: str):
+        self.block, self.carry, self.cause = block, carry, cause
+        super().__init__(
+            f"{block} fails when called on one example's carry {carry}: {cause}; the block "
+            f"must accept the carry it returns, layer after layer"
+        )
+
+
 class LayerInputsError(ComposedLiftsError, ValueError):
     """Per-layer inputs ``xs`` whose layer axis is not ``num_layers`` long.
 
@@ -311,6 +334,31 @@ class BatchSizeError(ComposedLiftsError, ValueError):
         seen = ", ".join(f"{name} has {size}" for name, size in sizes.items())
         super().__init__(
             f"the batch axis (axis 0) must have the same size in every batched leaf: {seen}"
+        )
+
+
+class MissingBatchAxisError(ComposedLiftsError, ValueError):
+    """A batched stack was given a carry leaf without a batch axis.
+
+    The stack's vmap maps axis 0 of every carry leaf over the examples, so a
+    leaf of shape ``(F,)`` makes each example's carry a scalar, and a scalar
+    carry cannot be mapped at all. Give the carry a leading batch axis
+    (``x[None]`` for one example), or build the stack with
+    ``StackOptions(batch=BatchMode.NONE)`` to map one example without a vmap.
+    """
+
+    def __init__(self, leaf: str, shape: tuple[int, ...], cause: str | None = None):
+        self.leaf, self.shape, self.cause = leaf, tuple(shape), cause
+        seen = (
+            "is a scalar, which the vmap cannot map"
+            if not shape
+            else f"has shape {tuple(shape)}, so each example's carry is a scalar"
+            + (f" and the block fails on it ({cause})" if cause else "")
+        )
+        super().__init__(
+            f"{leaf} {seen}: the stack is batched and maps axis 0 of every carry leaf over "
+            f"the examples; give it a leading batch axis ({leaf.split('[')[0]}[None] for one "
+            f"example, e.g. x[None]), or use StackOptions(batch=BatchMode.NONE)"
         )
 
 
@@ -387,18 +435,6 @@ class ConfusedSplitError(ComposedLiftsError, ValueError):
         super().__init__(f"{self.explanation}; {self.fix}")
 
 
-class BlockImportError(ComposedLiftsError, ValueError):
-    """A block named as ``module:Class`` that cannot be imported, or is not a Linen module class.
-
-    Run from the folder that holds the module (or put it on ``PYTHONPATH``) and name a
-    subclass of ``flax.linen.Module``.
-    """
-
-    def __init__(self, text: str, problem: str):
-        self.text, self.problem = text, problem
-        super().__init__(f"--block {text!r}: {problem}")
-
-
 class LayoutProbeError(ComposedLiftsError, ValueError):
     """Re-evaluating a stack with another number of layers or batch size changed its param tree.
 
@@ -416,20 +452,6 @@ class LayoutProbeError(ComposedLiftsError, ValueError):
         )
 
 
-class LayoutMismatchError(ComposedLiftsError, ValueError):
-    """Param trees that a conversion or a stack expects to match differ in keys, structure or shape.
-
-    Convert the params to the layout expected (``stack_params`` / ``unstack_params``,
-    ``linen_to_nnx``), or build them with the same stack.
-
-    Attributes: ``where`` (the leaf or tree), ``seen``, ``expected``, ``fix``.
-    """
-
-    def __init__(self, where: str, seen: str, expected: str, fix: str = ""):
-        self.where, self.seen, self.expected, self.fix = where, seen, expected, fix
-        super().__init__(f"{where} {seen}, but {expected}" + (f"; {fix}" if fix else ""))
-
-
 class UnsplitRngError(ComposedLiftsError, ValueError):
     """An NNX block keeps an RNG stream that was not split per layer (it keeps the ``rngs`` it got).
 
@@ -444,31 +466,6 @@ class UnsplitRngError(ComposedLiftsError, ValueError):
             f"expected a leading {tuple(splits)}): every layer would draw the same numbers. "
             f"Keep a stream of its own, as nnx.Dropout does: self.dropout = rngs.dropout.fork() "
             f"(not self.rngs = rngs)"
-        )
-
-
-class MissingBatchAxisError(ComposedLiftsError, ValueError):
-    """A batched stack was given a carry leaf without a batch axis.
-
-    The stack's vmap maps axis 0 of every carry leaf over the examples, so a
-    leaf of shape ``(F,)`` makes each example's carry a scalar, and a scalar
-    carry cannot be mapped at all. Give the carry a leading batch axis
-    (``x[None]`` for one example), or build the stack with
-    ``StackOptions(batch=BatchMode.NONE)`` to map one example without a vmap.
-    """
-
-    def __init__(self, leaf: str, shape: tuple[int, ...], cause: str | None = None):
-        self.leaf, self.shape, self.cause = leaf, tuple(shape), cause
-        seen = (
-            "is a scalar, which the vmap cannot map"
-            if not shape
-            else f"has shape {tuple(shape)}, so each example's carry is a scalar"
-            + (f" and the block fails on it ({cause})" if cause else "")
-        )
-        super().__init__(
-            f"{leaf} {seen}: the stack is batched and maps axis 0 of every carry leaf over "
-            f"the examples; give it a leading batch axis ({leaf.split('[')[0]}[None] for one "
-            f"example, e.g. x[None]), or use StackOptions(batch=BatchMode.NONE)"
         )
 
 
@@ -519,25 +516,123 @@ class EnsembleSizeError(ComposedLiftsError, ValueError):
         )
 
 
-class BlockCallError(ComposedLiftsError, ValueError):
-    """The block fails when called on one example's carry, before any lift is involved.
+# --- layouts and conversion -------------------------------------------------------------------
 
-    The doctor calls the block once, abstractly, as ``block(carry, None)`` on one
-    example's carry. A block that fails there fails in every composition; the
-    most common cause is the seed's width pitfall in a residual block,
-    ``x + Dense(features)(x)`` with ``x.shape[-1] != features``. Make the block
-    accept the carry (equal widths), or give the doctor a carry the block takes.
+
+class StackLayoutError(ComposedLiftsError, ValueError):
+    """A tree whose stacks do not have the layout named: a stack path not in the tree or holding
+    no arrays, a leaf without the layer (or ensemble) axis, leaves that disagree on the number of
+    layers or members, stacks on different layer axes. Name the stacks by their ``/``-joined
+    paths and give the axis that holds the layers.
+
+    >>> import numpy as np
+    >>> from composed_lifts import unstack_params
+    >>> unstack_params({"w": np.ones((2, 3)), "b": np.ones(3)})
+    Traceback (most recent call last):
+    ...
+    composed_lifts.errors.StackLayoutError: the leaves of the tree given to unstack_params disagree on the number of layers on axis 0: ['b'] has 3, ['w'] has 2...
+
+    Attributes: ``kind`` (one of ``MESSAGES``) and its facts (``facts``, also one attribute
+    each): ``not_found`` (``stack``, ``part``), ``empty`` (``where``), ``no_layer_axis``
+    (``leaf``, ``shape``, ``axis``, ``argument``: what names the axis), ``no_ensemble_axis``
+    (``leaf``, ``shape``), ``counts_differ`` (``where``, ``what``, ``counts``: leaf -> number),
+    ``axes_differ`` (``axes``).
     """
 
-    def __init__(self, block: str, carry: str, cause: str):
-        self.block, self.carry, self.cause = block, carry, cause
+    MESSAGES = {
+        "not_found": (
+            "stack path {stack!r} is not in the tree (it has no key {part!r}); name a stack by "
+            "the '/'-joined dict keys of its subtree, e.g. 'params/decoder'"
+        ),
+        "empty": (
+            "{where} holds no arrays; a stack is a subtree that holds the layers' arrays, named "
+            "by its '/'-joined dict keys, e.g. 'params/decoder'"
+        ),
+        "no_layer_axis": (
+            "leaf {leaf!r} has shape {shape}, which has no layer axis {axis}; pass {argument} "
+            "naming the axis that holds the layers, or leave leaves without it out of the stacks"
+        ),
+        "no_ensemble_axis": (
+            "leaf {leaf!r} has shape {shape}, with no ensemble axis 0; name only ensemble stacks"
+        ),
+        "counts_differ": (
+            "the leaves of {where} disagree on the number of {what}: {counts_text}; give every leaf "
+            "of a stack the same number"
+        ),
+        "axes_differ": (
+            "the stacks hold their layers on different axes {axes}; save them to separate files, "
+            "or move them to one axis first (layer_axis_from)"
+        ),
+    }
+
+    def __init__(self, kind: str, **facts: object):
+        counts = facts.get("counts")
+        text = (
+            ", ".join(f"{k} has {n}" for k, n in counts.items()) if isinstance(counts, dict) else ""
+        )
+        super().__init__(_fill(self, self.MESSAGES, kind, facts, {"counts_text": text}))
+
+
+class LayoutMismatchError(ComposedLiftsError, ValueError):
+    """A param tree that differs from the tree it must match (the tree a stack makes, the NNX
+    stack's params, the model of a config, layer 0 of the layers being stacked) in its keys,
+    its structure or a leaf's shape or dtype.
+
+    Convert the params to the layout expected (``stack_params`` / ``unstack_params``,
+    ``linen_to_nnx``), or build them with the same stack.
+
+    Attributes: ``kind`` (``"keys"``, ``"structure"`` or ``"leaf"``), ``where`` (the tree or
+    leaf), ``reference`` (what it must match), ``seen`` and ``expected`` (for ``keys``, the
+    missing and the unexpected keys), ``fix``.
+    """
+
+    MESSAGES = {
+        "keys": "{where} differ from {reference}: missing {seen}, unexpected {expected}",
+        "structure": "{where} has tree structure {seen}, but {reference} has {expected}",
+        "leaf": "{where} is {seen}, but {reference} has {expected}",
+    }
+
+    def __init__(
+        self, kind: str, where: str, reference: str, seen: object, expected: object, fix: str = ""
+    ):
+        self.fix = fix
+        facts = {"where": where, "reference": reference, "seen": seen, "expected": expected}
+        text = _fill(self, self.MESSAGES, kind, facts)
+        super().__init__(text + (f"; {fix}" if fix else ""))
+
+
+class MembersDifferError(ComposedLiftsError, ValueError):
+    """An ensemble collapsed to one shared stack whose members are not all identical.
+
+    ``ensemble_to_shared`` only drops the ensemble axis when nothing is lost; keep the
+    ensemble, or pick one member with ``jax.tree.map(lambda a: a[b], tree)``.
+    """
+
+    def __init__(self, path: str, member: int):
+        self.path, self.member = path, member
         super().__init__(
-            f"{block} fails when called on one example's carry {carry}: {cause}; the block "
-            f"must accept the carry it returns, layer after layer"
+            f"ensemble member {member} differs from member 0 at leaf {path!r}; collapsing "
+            f"would lose it: keep the ensemble, or pick one member explicitly"
         )
 
 
-# --- the command line and files (issue 12) ---
+# --- checkpoints, key maps and files ----------------------------------------------------------
+
+
+class InputFileError(ComposedLiftsError, ValueError):
+    """An input file is missing, unreadable, corrupted, or of an unknown format.
+
+    Checked before its data is read where possible (the suffix, a regular file, an
+    ``.npy`` header against the file's size). Give a regular ``.npy`` file, or a
+    ``.json`` list of lists of numbers (``-`` for JSON on standard input).
+
+    Attributes: ``where`` (the flag and path, ``--input 'x.npy'``), ``problem`` (what is
+    wrong with it), ``fix``.
+    """
+
+    def __init__(self, where: str, problem: str, fix: str = ""):
+        self.where, self.problem, self.fix = where, problem, fix
+        super().__init__(f"{where} {problem}" + (f"; {fix}" if fix else ""))
 
 
 class OutputFileError(ComposedLiftsError, OSError):
@@ -546,12 +641,35 @@ class OutputFileError(ComposedLiftsError, OSError):
 
     Checked before any work starts; pick another path, or create the folder.
 
-    Attributes: ``where`` (the flag and path, ``--output 'out.npy'``), ``problem``, ``fix``.
+    Attributes: ``where`` (the flag or argument and the path, ``--output 'out.npy'``),
+    ``kind`` (one of ``MESSAGES``) and its facts (``facts``, also one attribute each).
     """
 
-    def __init__(self, where: str, problem: str, fix: str = ""):
-        self.where, self.problem, self.fix = where, problem, fix
-        super().__init__(f"{where} {problem}" + (f"; {fix}" if fix else ""))
+    MESSAGES = {
+        "name_too_long": (
+            "has a file name {length} bytes long, more than the {limit} this file system "
+            "allows; choose a shorter name"
+        ),
+        "no_folder": "is in folder {folder!r}, which does not exist; create it first",
+        "folder_fails": "is in folder {folder!r}, which fails: {reason}",
+        "not_a_folder": "is in {folder!r}, which is {found}, not a folder",
+        "folder_read_only": "is in folder {folder!r}, which is not writable; choose another folder",
+        "unchecked": "cannot be checked: {reason}",
+        "not_a_file": "is {found}; give the path of a file to write",
+        "no_temporary": (
+            "cannot be written: cannot write a temporary file in folder {folder!r}: {reason}"
+        ),
+        "suffix": "has suffix {suffix!r}; name a file ending in {suffixes}",
+        "sharded": (
+            "holds a sharded checkpoint (model.safetensors.index.json) that a single "
+            "model.safetensors would not replace; write to an empty folder"
+        ),
+        "is_input": "is the file being read ({source}); write elsewhere, then rename",
+    }
+
+    def __init__(self, where: str, kind: str, **facts: object):
+        self.where = where
+        super().__init__(f"{where} {_fill(self, self.MESSAGES, kind, facts)}")
 
 
 class ReadOnlyFileError(ComposedLiftsError, PermissionError):
@@ -570,91 +688,133 @@ class ReadOnlyFileError(ComposedLiftsError, PermissionError):
         )
 
 
-class MemoryEstimateError(ComposedLiftsError, MemoryError):
-    """A run would need more memory than the machine has available.
+class CheckpointFormatError(InputFileError):
+    """A checkpoint file that is missing, truncated, corrupted in its header, or of another
+    format: an :class:`InputFileError`, so one ``except`` catches every unreadable input.
+    Nothing was loaded: check the path, or save the checkpoint again.
 
-    Estimated before anything is allocated. Reduce ``--batch``, ``--features`` or
-    ``--layers`` (or the input), or pass ``--force`` to try anyway.
+    >>> from composed_lifts.checkpoint import load
+    >>> load("README.md")
+    Traceback (most recent call last):
+    ...
+    composed_lifts.errors.CheckpointFormatError: checkpoint 'README.md' is not a safetensors file...
 
-    Attributes: ``what`` (the work), ``need`` and ``available`` (bytes), ``flags`` (what to
-    reduce).
+    Attributes: ``where`` (``checkpoint 'm.safetensors'``), ``problem``, ``fix``.
     """
 
-    def __init__(self, what: str, need: int, available: int, flags: str):
-        self.what, self.need, self.available, self.flags = what, need, available, flags
+
+class ChecksumMismatchError(ComposedLiftsError, ValueError):
+    """A tensor's bytes do not match the checksum recorded when it was saved: the file was
+    corrupted on disk or in transit. Nothing was loaded; restore the file from a copy."""
+
+    def __init__(self, path: str, key: str, want: str, got: str):
+        self.path, self.key, self.want, self.got = path, key, want, got
         super().__init__(
-            f"{what} needs about {need / 1e9:.3g} GB of memory but {available / 1e9:.3g} GB is "
-            f"available; reduce {flags}, or pass --force to try anyway"
+            f"checkpoint {path!r}: tensor {key!r} has xxh3-64 checksum {got} but {want} was "
+            f"recorded when it was saved; the file is corrupted, restore it from a copy"
         )
 
 
-class NonFiniteResultError(ComposedLiftsError, ValueError):
-    """A finite input gave NaN or infinity (a value overflowed float32 inside the stack).
+class CheckpointMismatchError(ComposedLiftsError, ValueError):
+    """A tensor on disk that does not fit the param it loads into: another shape, dtype, number
+    of layers, or tree. The file is from another model, or the key map lacks a Reshape or Cast.
+    Nothing was loaded into the target; load into the model the checkpoint was saved from, or
+    convert it first.
 
-    The result is not printed or written; scale the input down, or pass
-    ``--allow-nonfinite`` to write it with NaN and infinities as JSON strings.
-
-    Attributes: ``count`` of ``size`` values are not finite; ``layer``, the first layer
-    (from 0) whose output is not finite (``None`` if each layer alone stays finite), of
-    ``num_layers``.
-    """
-
-    def __init__(self, count: int, size: int, layer: int | None, num_layers: int):
-        self.count, self.size, self.layer, self.num_layers = count, size, layer, num_layers
-        where = (
-            f"layer {layer} (of {num_layers}, counting from 0) is the first whose output is "
-            f"not finite"
-            if layer is not None
-            else "each layer alone stays finite"
-        )
-        super().__init__(
-            f"the result holds {count} NaN or infinite value(s) of {size}, from a finite input: "
-            f"{where} (float32 overflows above about 3.4e38); scale the input down, or pass "
-            f"--allow-nonfinite to print and write it anyway (JSON gets the strings "
-            f'"NaN", "Infinity", "-Infinity")'
-        )
-
-
-class CacheFolderError(ComposedLiftsError, PermissionError):
-    """The compilation cache folder cannot be used, or is not the user's own: another user
-    owns it or may write it.
-
-    Anyone who can write the cache can make JAX load a program of their choosing.
-    ``chmod 700`` the folder, choose another with ``COMPOSED_LIFTS_CACHE``, or
-    set ``COMPOSED_LIFTS_CACHE=off``.
-
-    Attributes: ``folder``, ``problem``, ``fix``.
+    Attributes: ``param`` (the target's leaf), ``on_disk`` and ``target`` (what each holds),
+    ``fix``, ``key`` (the file's key, when it differs from the param's path).
     """
 
     def __init__(
         self,
-        folder: str,
-        problem: str,
-        fix: str = "set COMPOSED_LIFTS_CACHE to another folder or to off",
+        param: str,
+        on_disk: str,
+        target: str,
+        fix: str = "is the file from another model, or does the key map need a Reshape/Cast?",
+        key: str = "",
     ):
-        self.folder, self.problem, self.fix = folder, problem, fix
+        self.param, self.on_disk, self.target, self.fix, self.key = param, on_disk, target, fix, key
+        held = f" (key {key!r})" if key else ""
         super().__init__(
-            f"COMPOSED_LIFTS_CACHE: the compilation cache folder {folder!r} {problem}; {fix}"
+            f"param {param!r}{held} is {on_disk} in the checkpoint but the target needs {target}"
+            + (f"; {fix}" if fix else "")
         )
 
 
-class StandardOutputError(ComposedLiftsError, OSError):
-    """Standard output is closed, so the report would be lost: refused before any work.
+class MissingKeyError(ComposedLiftsError, KeyError):
+    """A state dict or file lacks a key that the key map needs for a param."""
 
-    Redirect it instead of closing it: ``>/dev/null`` to discard the report.
+    def __init__(self, key: str, param: str, count: int):
+        self.key, self.param, self.count = key, param, count
+        more = f" ({count - 1} more missing)" if count > 1 else ""
+        super().__init__(
+            f"key {key!r}, needed for param {param}, is not in the source{more}; is the file "
+            f"from another model, or does the key map name it differently?"
+        )
 
-    Attributes: ``seen`` (how it is closed).
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class KeyMapError(ComposedLiftsError, ValueError):
+    """A key map that does not fit the tree: a leaf no rule matches, two leaves on one key,
+    a fused part missing, a Reshape that cannot hold a layer, keys in a file that no rule
+    reads, or a key map the file form cannot use. Add or fix the rule the message names.
+
+    >>> import numpy as np
+    >>> from composed_lifts import KeyMap, Rule, to_state_dict
+    >>> to_state_dict({"a": np.ones(2), "b": np.ones(2)}, KeyMap((Rule("a", "x"),)))
+    Traceback (most recent call last):
+    ...
+    composed_lifts.errors.KeyMapError: no rule of the key map matches leaf 'b'; ...
+
+    Attributes: ``kind`` (one of ``MESSAGES``) and its facts (``facts``, also one attribute
+    each).
     """
 
-    def __init__(self, seen: str):
-        self.seen = seen
-        super().__init__(
-            f"standard output is closed ({seen}), so the report would be lost; redirect it "
-            f"instead (>/dev/null to discard the report)"
-        )
+    MESSAGES = {
+        "unmatched": (
+            "no rule of the key map matches leaf {leaf!r}; add a rule for it (a last "
+            "Rule('{{*path}}', '{{path}}') maps every other leaf to its own path)"
+        ),
+        "collision": (
+            "leaves {first!r} and {second!r} both map to key {key!r}; give one of them its own rule"
+        ),
+        "fused_missing": (
+            "leaf {leaf!r} is part of fused key {key!r}, whose part {part!r} is not in the tree; "
+            "fuse only leaves the tree has"
+        ),
+        "fused_shapes": (
+            "fused key {key!r}: part {part!r} becomes {shape} but part {first!r} becomes "
+            "{first_shape}; fuse parts that agree on every axis but the join axis {axis}"
+        ),
+        "reshape": (
+            "Reshape({to}) cannot hold a layer of shape {shape} ({size} values); fix the key "
+            "map's Reshape"
+        ),
+        "template": (
+            "key template {template!r} uses {{{name}}}, which its path pattern does not capture; "
+            "name it in the path (e.g. '{{*{name}}}/kernel') or write it out"
+        ),
+        "unread": (
+            "the source holds {count} key(s) no rule reads, first {first!r}; add a rule for them "
+            "or KeyMap(ignore=({first!r},))"
+        ),
+        "per_layer": (
+            "{keymap} names one tensor per layer, so the layers cannot be saved stacked; "
+            "pass {unrolled}"
+        ),
+        "orbax": (
+            "an Orbax checkpoint keeps the tree's own paths, so it cannot use {keymap}; save "
+            "with the native key map (the default)"
+        ),
+    }
+
+    def __init__(self, kind: str, **facts: object):
+        super().__init__(_fill(self, self.MESSAGES, kind, facts))
 
 
-# --- many devices (_sharding.py) -------------------------------------------------------------
+# --- sharding ---------------------------------------------------------------------------------
 
 
 class DeviceCountError(ComposedLiftsError, ValueError):
@@ -724,128 +884,7 @@ class UnevenBatchError(ComposedLiftsError, ValueError):
         )
 
 
-# ---------------------------------------------------------------- checkpoints and key maps
-
-
-class KeyMapError(ComposedLiftsError, ValueError):
-    """A key map that does not fit the tree: a leaf no rule matches, two leaves on one key,
-    a fused part missing, a Reshape that cannot hold a layer, or keys in a file that no
-    rule reads. Add or fix the rule the message names.
-
-    >>> import numpy as np
-    >>> from composed_lifts import KeyMap, Rule, to_state_dict
-    >>> to_state_dict({"a": np.ones(2), "b": np.ones(2)}, KeyMap((Rule("a", "x"),)))
-    Traceback (most recent call last):
-    ...
-    composed_lifts.errors.KeyMapError: no rule of the key map matches leaf 'b'; ...
-
-    Attributes: ``problem``, ``fix``.
-    """
-
-    def __init__(self, problem: str, fix: str = ""):
-        self.problem, self.fix = problem, fix
-        super().__init__(problem + (f"; {fix}" if fix else ""))
-
-
-class StackLayoutError(ComposedLiftsError, ValueError):
-    """A tree whose stacks do not have the layout named: no leaf under the stack paths, a
-    leaf without the layer axis, leaves that disagree on the number of layers or members.
-    Name the stacks by their ``/``-joined paths and give the axis that holds the layers.
-
-    Attributes: ``problem``, ``fix``.
-    """
-
-    def __init__(self, problem: str, fix: str = ""):
-        self.problem, self.fix = problem, fix
-        super().__init__(problem + (f"; {fix}" if fix else ""))
-
-
-class TensorMismatchError(ComposedLiftsError, ValueError):
-    """A state-dict tensor whose shape or dtype does not fit the param its key maps to: the
-    file is from another model, or the key map lacks a Reshape or Cast.
-
-    Attributes: ``key``, ``params``, ``seen``, ``expected``.
-    """
-
-    def __init__(self, key: str, params: str, seen: str, expected: str):
-        self.key, self.params, self.seen, self.expected = key, params, seen, expected
-        super().__init__(
-            f"key {key!r} holds {seen} but param {params} needs {expected} there; is the file "
-            f"from another model, or does the key map need a Reshape/Cast?"
-        )
-
-
-class MissingKeyError(ComposedLiftsError, KeyError):
-    """A state dict or file lacks a key that the key map needs for a param."""
-
-    def __init__(self, key: str, param: str, count: int):
-        self.key, self.param, self.count = key, param, count
-        more = f" ({count - 1} more missing)" if count > 1 else ""
-        super().__init__(
-            f"key {key!r}, needed for param {param}, is not in the source{more}; is the file "
-            f"from another model, or does the key map name it differently?"
-        )
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
-
-
-class MembersDifferError(ComposedLiftsError, ValueError):
-    """An ensemble collapsed to one shared stack whose members are not all identical.
-
-    ``ensemble_to_shared`` only drops the ensemble axis when nothing is lost; keep the
-    ensemble, or pick one member with ``jax.tree.map(lambda a: a[b], tree)``.
-    """
-
-    def __init__(self, path: str, member: int):
-        self.path, self.member = path, member
-        super().__init__(
-            f"ensemble member {member} differs from member 0 at leaf {path!r}; collapsing "
-            f"would lose it: keep the ensemble, or pick one member explicitly"
-        )
-
-
-class CheckpointFormatError(InputFileError):
-    """A checkpoint file that is missing, truncated, corrupted in its header, or of another
-    format: an :class:`InputFileError`, so one ``except`` catches every unreadable input.
-    Nothing was loaded: check the path, or save the checkpoint again.
-
-    >>> from composed_lifts.checkpoint import load
-    >>> load("README.md")
-    Traceback (most recent call last):
-    ...
-    composed_lifts.errors.CheckpointFormatError: checkpoint 'README.md' is not a safetensors file...
-
-    Attributes: ``where`` (``checkpoint 'm.safetensors'``), ``problem``, ``fix``.
-    """
-
-
-class ChecksumMismatchError(ComposedLiftsError, ValueError):
-    """A tensor's bytes do not match the checksum recorded when it was saved: the file was
-    corrupted on disk or in transit. Nothing was loaded; restore the file from a copy."""
-
-    def __init__(self, path: str, key: str, want: str, got: str):
-        self.path, self.key, self.want, self.got = path, key, want, got
-        super().__init__(
-            f"checkpoint {path!r}: tensor {key!r} has xxh3-64 checksum {got} but {want} was "
-            f"recorded when it was saved; the file is corrupted, restore it from a copy"
-        )
-
-
-class CheckpointMismatchError(ComposedLiftsError, ValueError):
-    """A checkpoint whose params do not fit the target: another shape, dtype, number of
-    layers, or tree. Nothing was loaded into the target; load into the model the
-    checkpoint was saved from, or convert it first."""
-
-    def __init__(self, param: str, on_disk: str, target: str, fix: str = ""):
-        self.param, self.on_disk, self.target, self.fix = param, on_disk, target, fix
-        super().__init__(
-            f"param {param!r} is {on_disk} in the checkpoint but the target needs {target}"
-            + (f"; {fix}" if fix else "")
-        )
-
-
-# ---------------------------------------------------------------- models (Hugging Face interop)
+# --- models -----------------------------------------------------------------------------------
 
 
 class UnsupportedConfigError(ComposedLiftsError, ValueError):

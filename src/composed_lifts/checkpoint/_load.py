@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 import jax
 import numpy as np
 
-from ..errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
 from .._keymap import KeyMap, path_str, plan_keys, read_state
+from ..errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
 from ._placement import place_like
 from ._record import LAYOUT_KEY, Form, KeyMapName, Layout, keymap_for, subtree, unrolled_layers
 
@@ -138,9 +138,10 @@ def load_from(
             if tuple(got_shape) != tuple(shape) or got_dtype != dtype:
                 raise CheckpointMismatchError(
                     params,
-                    f"{got_dtype}{tuple(got_shape)} (key {key!r})",
+                    f"{got_dtype}{tuple(got_shape)}",
                     f"{dtype}{tuple(shape)}",
                     "load into the model the checkpoint was saved from, or pass layer_axis=",
+                    key=key,
                 )
 
     def read(key):

@@ -19,8 +19,8 @@ import numpy as np
 
 from .. import __version__
 from .._atomic import fsync_folder
-from ..errors import CheckpointFormatError, KeyMapError, OutputFileError
 from .._keymap import path_str
+from ..errors import CheckpointFormatError, KeyMapError, OutputFileError
 from ._placement import place_like, placement_of
 from ._record import LAYOUT_KEY, Form, KeyMapName, Layout
 
@@ -73,17 +73,11 @@ def _in_form(params, stacks, records):
 def save_orbax(path: str, params, stacks, records, keymap: KeyMapName) -> None:
     params = _in_form(params, stacks, records)
     if keymap is not KeyMapName.NATIVE:
-        raise KeyMapError(
-            "Orbax checkpoints keep our tree paths", "save with the native key map (the default)"
-        )
+        raise KeyMapError("orbax", keymap=f"keymap={keymap}")
     target = os.path.abspath(path)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise OutputFileError(
-            f"checkpoint {target!r}",
-            f"is in folder {folder!r}, which does not exist",
-            "create it first",
-        )
+        raise OutputFileError(f"checkpoint {target!r}", "no_folder", folder=folder)
     layout = Layout(records, keymap, f"composed-lifts {__version__}")
     work = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.{os.getpid()}.", dir=folder)
     fresh = os.path.join(work, "new")

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, StackLayoutError
 from .._keymap import KeyMap, Rule, path_str, torch_linear_keymap
+from ..errors import CheckpointFormatError, StackLayoutError
 
 __all__ = ["Form", "KeyMapName", "Layout", "Stack", "StackRecord", "keymap_for", "record_stacks"]
 
@@ -108,10 +108,7 @@ def subtree(tree, path: str):
     node = tree
     for part in [p for p in path.split("/") if p]:
         if not isinstance(node, Mapping) or part not in node:
-            raise StackLayoutError(
-                f"stack path {path!r} is not in the tree (no {part!r})",
-                "name stacks by their '/'-joined dict keys, e.g. Stack('params/decoder')",
-            )
+            raise StackLayoutError("not_found", stack=path, part=part)
         node = node[part]
     return node
 
@@ -134,9 +131,7 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
         node = subtree(tree, stack.path)
         leaves = jax.tree_util.tree_flatten_with_path(node)[0]
         if not leaves:
-            raise StackLayoutError(
-                f"stack {stack.path!r} holds no arrays", "name a subtree that holds the layers"
-            )
+            raise StackLayoutError("empty", where=f"stack {stack.path!r}")
         dtypes = tuple(sorted({np.dtype(leaf.dtype).name for _, leaf in leaves}))
         unrolled = unrolled_layers(node)
         first = node["layers_0"] if unrolled is not None else node
@@ -150,10 +145,11 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
             )
             if len(shape) <= rank_needed:
                 raise StackLayoutError(
-                    f"stacked leaf {name!r} has shape {shape}, with no layer axis "
-                    f"{stack.layer_axis}",
-                    f"pass Stack({stack.path!r}, layer_axis=...) with the axis that holds the "
-                    f"layers",
+                    "no_layer_axis",
+                    leaf=name,
+                    shape=shape,
+                    axis=stack.layer_axis,
+                    argument=f"Stack({stack.path!r}, layer_axis=...)",
                 )
             if unrolled is None:
                 counts.setdefault(shape[stack.layer_axis], name)
@@ -161,10 +157,11 @@ def record_stacks(tree, stacks: Sequence[Stack], form: Form | None) -> tuple[Sta
                 sizes.setdefault(shape[0], name)
         for what, found in ((f"layers on axis {stack.layer_axis}", counts), ("members", sizes)):
             if len(found) > 1:
-                seen = ", ".join(f"{name!r} has {n}" for n, name in found.items())
                 raise StackLayoutError(
-                    f"leaves of stack {stack.path!r} disagree on the number of {what}: {seen}",
-                    "give every leaf of a stack the same number",
+                    "counts_differ",
+                    where=f"stack {stack.path!r}",
+                    what=what,
+                    counts={name: n for n, name in found.items()},
                 )
         num = unrolled if unrolled is not None else next(iter(counts))
         found_form = Form.UNROLLED if unrolled is not None else Form.STACKED

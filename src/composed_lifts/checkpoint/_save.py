@@ -18,8 +18,8 @@ import numpy as np
 
 from .. import __version__
 from .._arguments import describe_value
-from ..errors import ArgumentTypeError, KeyMapError, StackLayoutError
 from .._keymap import _leaves, _plan, _to_file
+from ..errors import ArgumentTypeError, KeyMapError, StackLayoutError
 from ._record import (
     LAYOUT_KEY,
     Form,
@@ -83,8 +83,7 @@ def _stacked_tensors(tree, stacks: Sequence[Stack], records, disk_axis: int) -> 
             disk_shape = shape[:disk_axis] + (record.num_layers,) + shape[disk_axis:]
             if len(disk_shape) <= disk_axis:
                 raise StackLayoutError(
-                    f"leaf {full!r} has no axis {disk_axis} for the layers",
-                    "pass a layer_axis the leaves have",
+                    "no_layer_axis", leaf=full, shape=shape, axis=disk_axis, argument="layer_axis="
                 )
             tensors.append(
                 DiskTensor(
@@ -132,10 +131,7 @@ def _whole(key: str, leaf) -> DiskTensor:
 def _one_axis(records) -> int:
     axes = {r.layer_axis for r in records}
     if len(axes) > 1:
-        raise StackLayoutError(
-            f"stacks have layer axes {sorted(axes)}",
-            "save them to separate files, or move them to one axis first (layer_axis_from)",
-        )
+        raise StackLayoutError("axes_differ", axes=sorted(axes))
     return axes.pop()
 
 
@@ -197,7 +193,7 @@ def save(
     chosen = records[0].form if records else Form.STACKED
     if keymap is KeyMapName.TORCH and chosen is Form.STACKED:
         raise KeyMapError(
-            "keymap=KeyMapName.TORCH names one tensor per layer", "save with form=Form.UNROLLED"
+            "per_layer", keymap="keymap=KeyMapName.TORCH", unrolled="form=Form.UNROLLED"
         )
     if chosen is Form.STACKED and layer_axis is not None:
         records = tuple(r.__class__(**{**r.__dict__, "layer_axis": layer_axis}) for r in records)

@@ -15,7 +15,8 @@ import traceback
 import flax.linen as nn
 
 from .._block_spec import field_names
-from ..errors import ArgumentTypeError, BlockImportError
+from ..errors import ArgumentTypeError
+from ._errors import BlockImportError
 
 __all__ = ["blame", "block_fields", "load_block"]
 

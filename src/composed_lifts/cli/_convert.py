@@ -70,17 +70,13 @@ def _progress(total: int):
 def _check_output(source: str, path: str) -> None:
     """Refuse, before any work, an OUT that is IN or that cannot be written."""
     if os.path.realpath(source) == os.path.realpath(path):
-        raise OutputFileError(
-            f"OUT {path!r}", "is the checkpoint IN being read", "write elsewhere, then rename"
-        )
+        raise OutputFileError(f"OUT {path!r}", "is_input", source="IN")
     if path.endswith(".safetensors"):
         check_writable(path, "OUT")
         return
     folder = os.path.dirname(os.path.abspath(path))  # an Orbax folder, replaced whole
     if not os.path.isdir(folder):
-        raise OutputFileError(
-            f"OUT {path!r}", f"is in folder {folder!r}, which does not exist", "create it first"
-        )
+        raise OutputFileError(f"OUT {path!r}", "no_folder", folder=folder)
 
 
 def convert(args: argparse.Namespace) -> int:
@@ -106,10 +102,7 @@ def convert(args: argparse.Namespace) -> int:
     form = {None: None, "scanned": Form.STACKED, "unrolled": Form.UNROLLED}[args.to]
     chosen = form or (layout.stacks[0].form if layout.stacks else Form.STACKED)
     if args.key_map == "torch" and chosen is Form.STACKED:
-        raise KeyMapError(
-            "--key-map torch names one tensor per layer, but the output would be scanned",
-            "add --to unrolled",
-        )
+        raise KeyMapError("per_layer", keymap="--key-map torch", unrolled="--to unrolled")
     tree = load(args.input)  # as saved: stacked tensors, or layers_{i} subtrees
     stacks = [Stack(r.path, r.layer_axis, r.ensemble_size is not None) for r in layout.stacks]
     total = sum(int(np.asarray(a).nbytes) for a in _leaves(tree))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import MemoryEstimateError
+from ._errors import MemoryEstimateError
 
 __all__ = ["available_bytes", "check_memory"]
 

@@ -15,16 +15,12 @@ import numpy as np
 
 from .. import Block, seed_model, shard_batch
 from .._arguments import as_float32_matrix, check_integer, check_seed
-from .._files import check_output_path, read_array, write_array, write_json_values
 from .._forward import _apply_params, _init_params, _sharded_program, seed_rules
 from ..doctor import leaf_reports, probe_sizes
-from ..errors import (
-    InputShapeError,
-    NonFiniteResultError,
-    UnevenBatchError,
-    WidthMismatchError,
-)
+from ..errors import InputShapeError, UnevenBatchError, WidthMismatchError
 from ._devices import add_devices_flag, devices_mesh
+from ._errors import NonFiniteResultError
+from ._files import check_output_path, read_array, write_array, write_json_values
 from ._memory import available_bytes, check_memory
 
 DEFAULT_LAYERS = 4

@@ -23,9 +23,9 @@ from collections.abc import Mapping
 import flax.linen as nn
 
 from .._arguments import check_integer
-from ..errors import ArgumentTypeError
 from .._lifts import PER_LAYER, SHARED, LiftOrder, LiftParams, Lifts, batch_params, derive_lifts
 from .._options import BatchMode, LayerInputs, StackOptions, collection_axes_pairs, require_options
+from ..errors import ArgumentTypeError
 
 __all__ = ["Composition", "LiftOrder", "LiftParams", "as_composition", "compose"]
 

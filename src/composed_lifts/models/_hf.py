@@ -12,7 +12,7 @@ Loading is streamed: ``read_state`` allocates each stacked array once and
 fills it one layer at a time from ``safetensors.safe_open`` (one file or the
 shards of ``model.safetensors.index.json``), casting each tensor to ``dtype``
 as it is read. A missing key (``MissingKeyError``), a key no rule reads
-(``KeyMapError``) or a tensor of the wrong shape (``TensorMismatchError``) is
+(``KeyMapError``) or a tensor of the wrong shape (``CheckpointMismatchError``) is
 refused before any tensor's data is read.
 """
 
@@ -29,9 +29,9 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from ..errors import ArgumentTypeError, InputFileError, LayoutMismatchError, OutputFileError
-from .._files import atomic_writer
+from .._atomic import atomic_writer
 from .._keymap import KeyMap, Rule, Transpose, iter_state_dict, path_str, read_state
+from ..errors import ArgumentTypeError, InputFileError, LayoutMismatchError, OutputFileError
 from ._config import GPT2Config, LlamaConfig, config_from_hf, config_to_hf
 from ._gpt2 import GPT2
 from ._llama import Llama
@@ -189,17 +189,21 @@ def _check_params(params, like) -> None:
     if set(got) != set(want):
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
         raise LayoutMismatchError(
+            "keys",
             "the params given to to_hf",
-            f"differ from the config's model: missing {missing}, unexpected {extra}",
-            "to_hf needs exactly the leaves of model_for_config(config) (scanned or unrolled)",
+            "the leaves of model_for_config(config) (scanned or unrolled)",
+            missing,
+            extra,
             "pass the params made for this config",
         )
     for path, shape in got.items():
         if shape != want[path]:
             raise LayoutMismatchError(
+                "leaf",
                 f"leaf {path!r} of the params given to to_hf",
-                f"has shape {shape}",
-                f"the config's model has {want[path]}",
+                "the config's model",
+                f"of shape {shape}",
+                f"shape {want[path]}",
                 "pass the config the params were made with",
             )
 
@@ -215,12 +219,7 @@ def to_hf(
     """
     folder = Path(folder)
     if (folder / "model.safetensors.index.json").exists():
-        raise OutputFileError(
-            f"folder {str(folder)!r}",
-            "holds a sharded checkpoint (model.safetensors.index.json) that a single "
-            "model.safetensors would not replace",
-            "write to an empty folder",
-        )
+        raise OutputFileError(f"folder {str(folder)!r}", "sharded")
     scanned = isinstance(params, dict) and "layers" in params
     model = model_for_config(config, scan_layers=scanned)
     _check_params(params, _abstract_params(model, jnp.float32))

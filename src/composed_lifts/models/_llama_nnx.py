@@ -13,9 +13,9 @@ import jax
 from flax import nnx
 
 from .._convert_nnx import linen_to_nnx
-from ..errors import ArgumentTypeError, LayoutMismatchError
 from .._options import StackOptions
 from .._stack_nnx import nnx_stack
+from ..errors import ArgumentTypeError, LayoutMismatchError
 from ._attention import apply_rotary, causal_attention
 from ._config import LlamaConfig
 from ._layers import positions_of
@@ -101,9 +101,11 @@ def nnx_llama(config: LlamaConfig, params: dict) -> NNXLlama:
     )
     if set(params) != want:
         raise LayoutMismatchError(
-            "params",
-            f"has top-level keys {sorted(params)}",
-            f"the scanned Linen Llama of this config (from_hf(folder)) has {sorted(want)}",
+            "keys",
+            "the top-level keys of params",
+            "the scanned Linen Llama of this config (from_hf(folder))",
+            sorted(want - set(params)),
+            sorted(set(params) - want),
             "stack unrolled params (layers_0, ...) with composed_lifts.stack_params",
         )
     model = NNXLlama(config, rngs=nnx.Rngs(0))
