@@ -10,7 +10,9 @@ from ._convert_axes import layer_axis_to as layer_axis_to
 from ._convert_axes import shared_to_ensemble as shared_to_ensemble
 from ._convert_layers import stack_params as stack_params
 from ._convert_layers import unstack_params as unstack_params
+from ._forward import ForwardProgram as ForwardProgram
 from ._forward import composed_lifts_forward as composed_lifts_forward
+from ._forward import forward_program as forward_program
 from ._keymap import Cast as Cast
 from ._keymap import Fused as Fused
 from ._keymap import KeyMap as KeyMap
@@ -40,6 +42,7 @@ from ._sharding import sharded_init as sharded_init
 from ._stack_functional import scan_layers as scan_layers
 from ._stack_functional import unroll_layers as unroll_layers
 from ._stack_linen import linen_stack as linen_stack
+from ._tune import DOT_BACKENDS as DOT_BACKENDS
 from ._tune import TuneReport as TuneReport
 from ._tune import TuneResult as TuneResult
 from ._tune import tune_stack as tune_stack
@@ -76,6 +79,8 @@ __all__ = [
     "BatchMode",
     "Block",
     "Cast",
+    "DOT_BACKENDS",
+    "ForwardProgram",
     "Fused",
     "KeyMap",
     "LayerInputs",
@@ -94,6 +99,7 @@ __all__ = [
     "device_mesh",
     "ensemble_to_shared",
     "errors",
+    "forward_program",
     "from_state_dict",
     "iter_state_dict",
     "layer_axis_from",

@@ -14,7 +14,7 @@ import traceback
 
 import flax.linen as nn
 
-from .._block_spec import field_names
+from ..doctor import field_names
 from ..errors import ArgumentTypeError
 from ._errors import BlockImportError
 

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
-from .._atomic import check_writable
 from ..errors import ArgumentRangeError, CheckpointFormatError, KeyMapError, OutputFileError
+from ..files import check_writable
 
 _BAR_BYTES = 64 * 2**20  # show a progress bar for files at least this large
 

@@ -1,4 +1,4 @@
-"""Reading arrays from files and writing them (atomically, through :mod:`composed_lifts._atomic`).
+"""Reading arrays from files and writing them (atomically, through :mod:`composed_lifts.files`).
 
 Reads check what they can before reading the data: the suffix, that the path
 is a regular file, a ``.npy`` header against the file's size, and the size of
@@ -18,8 +18,8 @@ from typing import IO
 
 import numpy as np
 
-from .._atomic import atomic_writer, check_writable, file_kind
 from ..errors import ComposedLiftsError, InputFileError, OutputFileError
+from ..files import atomic_writer, check_writable, file_kind
 from ._errors import MemoryEstimateError
 
 __all__ = [

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from .. import BatchMode, Block
-from .._atomic import check_writable
 from ..doctor import Composition, LiftOrder, LiftParams, Severity, check, plot_layout
 from ..errors import ArgumentRangeError, ArgumentTypeError, OutputFileError
+from ..files import check_writable
 from ._blocks import block_fields, load_block
 from ._doctor_text import render_text
 from ._memory import check_memory, stack_param_bytes
