@@ -1,12 +1,12 @@
 """Writing a file atomically (a reader sees the old file or the new one, never half of one,
 and its permissions are kept), and checking before any work that a path can be written.
 
->>> import os, tempfile
+>>> import os, pathlib, tempfile
 >>> from composed_lifts.files import atomic_writer
 >>> path = os.path.join(tempfile.mkdtemp(), "out.txt")
 >>> with atomic_writer(path, "w") as f:
 ...     _ = f.write("done")
->>> open(path).read()
+>>> pathlib.Path(path).read_text()
 'done'
 """
 
