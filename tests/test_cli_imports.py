@@ -65,4 +65,3 @@ def test_the_check_finds_private_imports(tmp_path):
         "composed_lifts._forward",
         "composed_lifts._tune:DOT_BACKENDS",
     ]
-

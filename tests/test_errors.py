@@ -53,7 +53,7 @@ CASES = {
     "ConfusedSplitError": (("scan", 4), ["4 different inits", "on the scan"]),
     "LayoutProbeError": (("param w", "has shape (2,)"), ["param w has shape (2,)", "independent"]),
     "LayoutMismatchError": (
-        ("leaf", "params['w']", "this stack", "of shape (3,)", "shape (2, 3)", "initialise it"),
+        ("leaf", "params['w']", "this stack", "initialise it"),
         ["params['w'] is of shape (3,), but this stack has shape (2, 3); initialise it"],
     ),
     "UnsplitRngError": (("dropout", (2,), (3,)), ["'dropout' unsplit", "rngs.dropout.fork()"]),
@@ -120,6 +120,7 @@ FACTS = {
     "OutputFileError": {"folder": "x"},
     "KeyMapError": {"leaf": "b"},
     "StackLayoutError": {"where": "stack 'params/x'"},
+    "LayoutMismatchError": {"seen": "of shape (3,)", "expected": "shape (2, 3)"},
 }
 # One set of facts for every form of the classes with several, and words each message must hold.
 KINDS = {
@@ -182,7 +183,7 @@ KINDS = {
     },
     "LayoutMismatchError": {
         "keys": (
-            {"where": "params", "reference": "the model", "seen": ["a"], "expected": ["b"]},
+            {"where": "params", "reference": "the model", "missing": ["a"], "unexpected": ["b"]},
             ["params differ from the model: missing ['a'], unexpected ['b']"],
         ),
         "structure": (

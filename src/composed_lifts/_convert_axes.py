@@ -63,7 +63,7 @@ def _move(tree, source: int, destination: int, stacks) -> object:
                 leaf=name,
                 shape=np.shape(leaf),
                 axis=max(source, destination),
-                argument="the position",
+                argument="position=",
             )
         return (
             np.moveaxis(leaf, source, destination)

@@ -33,9 +33,9 @@ def layer_names(layers: Mapping, num_layers: int, *, prefix: str = "layers_") ->
             "keys",
             "the keys of layers",
             f"the {num_layers} unrolled layers {prefix}0 ... {prefix}{num_layers - 1}",
-            sorted(set(names) - set(layers)),
-            sorted(set(layers) - set(names)),
-            "make them with unstack_params",
+            missing=sorted(set(names) - set(layers)),
+            unexpected=sorted(set(layers) - set(names)),
+            fix="make them with unstack_params",
         )
     return names
 
@@ -60,7 +60,7 @@ def unstack_params(tree: Any, *, axis: int = 0, prefix: str = "layers_") -> dict
         if jnp.ndim(leaf) <= axis:
             raise StackLayoutError(
                 "no_layer_axis",
-                leaf=jax.tree_util.keystr(path),
+                leaf=jax.tree_util.keystr(path, simple=True, separator="/"),
                 shape=jnp.shape(leaf),
                 axis=axis,
                 argument="axis=",
@@ -101,9 +101,9 @@ def stack_params(layers: Mapping[str, Any], *, axis: int = 0, prefix: str = "lay
                 "structure",
                 name,
                 names[0],
-                jax.tree_util.tree_structure(tree),
-                first,
-                "every layer must have the same structure to be stacked",
+                seen=jax.tree_util.tree_structure(tree),
+                expected=first,
+                fix="every layer must have the same structure to be stacked",
             )
         for (path, a), b in zip(_flat(trees[0]), jax.tree_util.tree_leaves(tree)):
             if jnp.shape(a) != jnp.shape(b) or jnp.result_type(a) != jnp.result_type(b):
@@ -111,8 +111,8 @@ def stack_params(layers: Mapping[str, Any], *, axis: int = 0, prefix: str = "lay
                     "leaf",
                     f"{name}{jax.tree_util.keystr(path)}",
                     f"{names[0]}{jax.tree_util.keystr(path)}",
-                    f"{jnp.result_type(b)}{jnp.shape(b)}",
-                    f"{jnp.result_type(a)}{jnp.shape(a)}",
-                    "layers must match to be stacked",
+                    seen=f"{jnp.result_type(b)}{jnp.shape(b)}",
+                    expected=f"{jnp.result_type(a)}{jnp.shape(a)}",
+                    fix="layers must match to be stacked",
                 )
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves, axis=axis), *trees)

@@ -53,9 +53,9 @@ def linen_to_nnx(variables: Mapping[str, Any], stack: NNXStack) -> NNXStack:
             "keys",
             "the Linen params",
             "the NNX stack's params",
-            missing,
-            extra,
-            "name the NNX block's attributes as the Linen block's submodules (e.g. "
+            missing=missing,
+            unexpected=extra,
+            fix="name the NNX block's attributes as the Linen block's submodules (e.g. "
             "self.Dense_0 = nnx.Linear(...))",
         )
     for path, leaf in got_paths.items():
@@ -65,8 +65,8 @@ def linen_to_nnx(variables: Mapping[str, Any], stack: NNXStack) -> NNXStack:
                 "leaf",
                 f"params{path}",
                 "the NNX stack",
-                f"{jnp.result_type(leaf)}{jnp.shape(leaf)}",
-                f"{jnp.result_type(ref)}{jnp.shape(ref)}",
+                seen=f"{jnp.result_type(leaf)}{jnp.shape(leaf)}",
+                expected=f"{jnp.result_type(ref)}{jnp.shape(ref)}",
             )
     graphdef, state = nnx.split(stack)
     param_state = nnx.state(_layers(stack), nnx.Param)

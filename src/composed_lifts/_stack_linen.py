@@ -94,9 +94,9 @@ def _check_variables(variables, one_layer, lifts: Lifts, batch: int, num_layers:
                 "leaf",
                 f"{collection}{jax.tree_util.keystr(path)}",
                 f"this stack (lifted axes {want_lead}, then the block's own {own})",
-                f"of shape {shape}",
-                f"shape {expected}",
-                "were these variables made by a stack with other StackOptions (batch, "
+                seen=f"of shape {shape}",
+                expected=f"shape {expected}",
+                fix="were these variables made by a stack with other StackOptions (batch, "
                 "num_layers)? Initialise this stack, or convert the variables (stack_params / "
                 "unstack_params)",
             )

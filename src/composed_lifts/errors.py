@@ -581,23 +581,20 @@ class LayoutMismatchError(ComposedLiftsError, ValueError):
     Convert the params to the layout expected (``stack_params`` / ``unstack_params``,
     ``linen_to_nnx``), or build them with the same stack.
 
-    Attributes: ``kind`` (``"keys"``, ``"structure"`` or ``"leaf"``), ``where`` (the tree or
-    leaf), ``reference`` (what it must match), ``seen`` and ``expected`` (for ``keys``, the
-    missing and the unexpected keys), ``fix``.
+    Attributes: ``kind``, ``where`` (the tree or leaf), ``reference`` (what it must match),
+    ``fix``, and the kind's facts (``facts``, also one attribute each): ``keys`` (``missing``,
+    ``unexpected``), ``structure`` and ``leaf`` (``seen``, ``expected``).
     """
 
     MESSAGES = {
-        "keys": "{where} differ from {reference}: missing {seen}, unexpected {expected}",
+        "keys": "{where} differ from {reference}: missing {missing}, unexpected {unexpected}",
         "structure": "{where} has tree structure {seen}, but {reference} has {expected}",
         "leaf": "{where} is {seen}, but {reference} has {expected}",
     }
 
-    def __init__(
-        self, kind: str, where: str, reference: str, seen: object, expected: object, fix: str = ""
-    ):
-        self.fix = fix
-        facts = {"where": where, "reference": reference, "seen": seen, "expected": expected}
-        text = _fill(self, self.MESSAGES, kind, facts)
+    def __init__(self, kind: str, where: str, reference: str, fix: str = "", **facts: object):
+        self.where, self.reference, self.fix = where, reference, fix
+        text = _fill(self, self.MESSAGES, kind, {"where": where, "reference": reference, **facts})
         super().__init__(text + (f"; {fix}" if fix else ""))
 
 

@@ -192,9 +192,9 @@ def _check_params(params, like) -> None:
             "keys",
             "the params given to to_hf",
             "the leaves of model_for_config(config) (scanned or unrolled)",
-            missing,
-            extra,
-            "pass the params made for this config",
+            missing=missing,
+            unexpected=extra,
+            fix="pass the params made for this config",
         )
     for path, shape in got.items():
         if shape != want[path]:
@@ -202,9 +202,9 @@ def _check_params(params, like) -> None:
                 "leaf",
                 f"leaf {path!r} of the params given to to_hf",
                 "the config's model",
-                f"of shape {shape}",
-                f"shape {want[path]}",
-                "pass the config the params were made with",
+                seen=f"of shape {shape}",
+                expected=f"shape {want[path]}",
+                fix="pass the config the params were made with",
             )
 
 

@@ -104,9 +104,9 @@ def nnx_llama(config: LlamaConfig, params: dict) -> NNXLlama:
             "keys",
             "the top-level keys of params",
             "the scanned Linen Llama of this config (from_hf(folder))",
-            sorted(want - set(params)),
-            sorted(set(params) - want),
-            "stack unrolled params (layers_0, ...) with composed_lifts.stack_params",
+            missing=sorted(want - set(params)),
+            unexpected=sorted(set(params) - want),
+            fix="stack unrolled params (layers_0, ...) with composed_lifts.stack_params",
         )
     model = NNXLlama(config, rngs=nnx.Rngs(0))
     model.layers = linen_to_nnx({"params": params["layers"]}, model.layers)
