@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ._arguments import check_integer
-from ._errors import ArgumentTypeError, LayoutMismatchError
+from .errors import ArgumentTypeError, LayoutMismatchError
 from ._pattern import LayerPattern, kind_key, layer_key
 
 __all__ = ["stack_pattern_params", "unstack_pattern_params"]

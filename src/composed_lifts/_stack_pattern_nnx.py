@@ -17,7 +17,7 @@ from flax import nnx
 
 from ._arguments import check_integer
 from ._block_probe import check_layer_inputs, check_same_batch
-from ._errors import ArgumentTypeError
+from .errors import ArgumentTypeError
 from ._lifts import stack_lifts
 from ._options import BatchMode, Remat, StackOptions
 from ._pattern import LayerPattern, kind_key

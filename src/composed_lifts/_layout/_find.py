@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from .._errors import StackLayoutError
+from ..errors import StackLayoutError
 from ._stack import Form, Stack, as_stacks, layer_name, path_str, subtree, unrolled_count
 
 __all__ = ["find_stack", "find_stacks", "layer_tree"]

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from .._arguments import check_integer, describe_value
-from .._errors import ArgumentTypeError, StackLayoutError
+from ..errors import ArgumentTypeError, StackLayoutError
 
 __all__ = [
     "Form",

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._errors import ArgumentTypeError
+from ..errors import ArgumentTypeError
 from ._format_hf import HF
 from ._format_orbax import ORBAX
 from ._format_safetensors import SAFETENSORS

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from .._atomic import atomic_writer
-from .._errors import ArgumentRangeError, CheckpointFormatError, OutputFileError
+from ..errors import ArgumentRangeError, CheckpointFormatError, OutputFileError
 from .._keymap import (
     Cast,
     KeyMap,

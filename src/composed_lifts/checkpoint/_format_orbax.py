@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from .._atomic import file_kind
-from .._errors import CheckpointFormatError
+from ..errors import CheckpointFormatError
 from .._keymap import path_str
 from ._format_safetensors import recorded_config
 from ._info import CheckpointInfo, TensorInfo

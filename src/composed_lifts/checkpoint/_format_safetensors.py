@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from .. import __version__
-from .._errors import CheckpointFormatError, StackLayoutError
+from ..errors import CheckpointFormatError, StackLayoutError
 from .._keymap import file_tensor, leaves_with_paths, plan_entries
 from ._info import CheckpointInfo, TensorInfo
 from ._placement import place_like

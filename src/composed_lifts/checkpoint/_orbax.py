@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import __version__
 from .._atomic import remove_leftover_folders, replace_folder, work_folder_prefix
-from .._errors import CheckpointFormatError, KeyMapError, OutputFileError, OutputWriteError
+from ..errors import CheckpointFormatError, KeyMapError, OutputFileError, OutputWriteError
 from ..layout import find_stack, layer_index, path_str, to_form
 from ._orbax_guard import check_orbax_folder, is_our_checkpoint, quiet_orbax, write_failure
 from ._placement import place_like, placement_of

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from .._errors import CheckpointFormatError, StackLayoutError
+from ..errors import CheckpointFormatError, StackLayoutError
 from .._keymap import KeyMap, Rule, torch_linear_keymap
 from ..layout import Form, Stack, as_stacks, find_stacks, layer_name, path_str, subtree
 

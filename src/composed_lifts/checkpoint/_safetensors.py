@@ -23,7 +23,7 @@ import numpy as np
 import xxhash
 
 from .._atomic import atomic_writer
-from .._errors import ArgumentTypeError, CheckpointFormatError, ChecksumMismatchError
+from ..errors import ArgumentTypeError, CheckpointFormatError, ChecksumMismatchError
 from .._keymap import assign
 from ._record import CHECKSUMS_KEY
 

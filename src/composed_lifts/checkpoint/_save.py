@@ -10,7 +10,7 @@ import os
 import sys
 
 from .._arguments import describe_value
-from .._errors import ArgumentTypeError, KeyMapError
+from ..errors import ArgumentTypeError, KeyMapError
 from ..layout import as_stacks
 from ._format import format_for
 from ._record import HF_CONFIG_KEY, Form, KeyMapName, Stack, record_stacks
@@ -91,7 +91,7 @@ def check_output(path: str | os.PathLike, flag: str = "checkpoint") -> None:
     unwritable folder, a folder, FIFO or read-only file where a ``.safetensors`` file would
     go. ``flag`` names the argument in the message (``OUT``)."""
     from .._atomic import check_writable
-    from .._errors import OutputFileError
+    from ..errors import OutputFileError
 
     path = os.fspath(path)
     if path.endswith(".safetensors"):

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import xxhash
 
-from .._errors import CheckpointFormatError, ChecksumMismatchError
+from ..errors import CheckpointFormatError, ChecksumMismatchError
 from .._keymap import path_str
 
 __all__ = ["parse_checksums", "tree_checksums", "verify_checksums"]

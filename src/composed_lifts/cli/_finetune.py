@@ -153,7 +153,7 @@ def _settings(args, folder: Path) -> dict:
 
 
 def _check_resume(out: Path, settings: dict, resume: bool) -> None:
-    from .._errors import ArgumentRangeError, TrainStateMismatchError
+    from ..errors import ArgumentRangeError, TrainStateMismatchError
 
     run_file = out / _RUN
     if not resume:
@@ -210,7 +210,7 @@ def run(args) -> int:
 def _run(args, stop) -> int:
     from .. import models
     from .._arguments import check_integer
-    from .._errors import ArgumentRangeError
+    from ..errors import ArgumentRangeError
     from .._options import Remat
     from ..train import (
         LoraOptions,

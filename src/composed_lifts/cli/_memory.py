@@ -9,7 +9,7 @@ and ``--force`` skips the check.
 from __future__ import annotations
 
 from .._memory import available_bytes
-from ..errors import MemoryEstimateError
+from ._errors import MemoryEstimateError
 
 __all__ = ["available_bytes", "check_memory"]
 

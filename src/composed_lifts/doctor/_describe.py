@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from .._block_spec import block_name
-from .._errors import ConfusedSplitError, UnliftedVariablesError
+from ..errors import ConfusedSplitError, UnliftedVariablesError
 from .._options import StackOptions
 from ..layout import Form, Stack
 from ._inputs import (

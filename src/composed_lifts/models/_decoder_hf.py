@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .._errors import ConfigValueError, UnsupportedConfigError
+from ..errors import ConfigValueError, UnsupportedConfigError
 from .._keymap import KeyMap, Rule, Transpose
 from ..layout import layer_name
 from ._layers import STACKS

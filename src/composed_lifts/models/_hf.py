@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._arguments import describe_value
-from .._errors import (
+from ..errors import (
     ArgumentTypeError,
     CheckpointFormatError,
     LayoutMismatchError,
@@ -146,18 +146,22 @@ def _check_params(params, like) -> None:
     if set(got) != set(want):
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
         raise LayoutMismatchError(
+            "keys",
             "the params given to to_hf",
-            f"differ from the config's model: missing {missing}, unexpected {extra}",
-            "to_hf needs exactly the leaves of model_for_config(config) (scanned or unrolled)",
-            "pass the params made for this config",
+            "the leaves of model_for_config(config) (scanned or unrolled)",
+            missing=missing,
+            unexpected=extra,
+            fix="pass the params made for this config",
         )
     for path, shape in got.items():
         if shape != want[path]:
             raise LayoutMismatchError(
+                "leaf",
                 f"leaf {path!r} of the params given to to_hf",
-                f"has shape {shape}",
-                f"the config's model has {want[path]}",
-                "pass the config the params were made with",
+                "the config's model",
+                seen=f"of shape {shape}",
+                expected=f"shape {want[path]}",
+                fix="pass the config the params were made with",
             )
 
 

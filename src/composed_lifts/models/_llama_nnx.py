@@ -13,7 +13,6 @@ import jax
 from flax import nnx
 
 from .._convert_nnx import linen_to_nnx
-from .._errors import ArgumentTypeError, LayoutMismatchError
 from .._options import StackOptions
 from .._stack_nnx import nnx_stack
 from ..layout import layer_name

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from .._arguments import check_integer
-from .._errors import ArgumentRangeError, ArgumentTypeError
+from ..errors import ArgumentRangeError, ArgumentTypeError
 from .._options import Remat
 
 __all__ = ["LoraOptions", "TrainOptions"]

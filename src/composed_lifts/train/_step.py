@@ -26,7 +26,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .._errors import ArgumentTypeError, InputShapeError
+from ..errors import ArgumentTypeError, InputShapeError
 from .._options import Remat
 from .._sharding import ShardingRules, default_rules, param_shardings
 from ._lora import init_lora, lora_scope, with_lora

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..._errors import ConfigValueError
+from ...errors import ConfigValueError
 from ..._keymap import KeyMap, Rule
 from .._decoder_hf import per_layer
 from .._family import Family
