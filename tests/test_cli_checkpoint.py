@@ -87,8 +87,8 @@ def test_show_prints_tensors_layout_and_size(scanned, capsys):
         ),
         (
             ["convert", "{path}", "{tmp}/o.safetensors", "--to", "scanned", "--key-map", "torch"],
-            "--key-map torch names one tensor per layer, so the layers cannot be saved stacked; "
-            "pass --to unrolled",
+            "--key-map torch) names one tensor per layer, so the layers cannot be saved stacked; "
+            "pass form=Form.UNROLLED (on the command line, --to unrolled)",
         ),
         (["convert", "{path}", "{path}"], "OUT '{path}' is the file being read (IN)"),
         (["show", "README.md"], "is not a safetensors file"),

@@ -146,7 +146,10 @@ CASES = {
         ["needs about 4e+03 GB", "10 GB is available", "pass --force to try anyway"],
     ),
     "TokenRangeError": (("--data 'd.npy' (document 0)", 500, 96), ["token id 500", "[0, 96)"]),
-    "NonFiniteLossError": ((3, float("nan"), "out/state.safetensors"), ["step 3 is nan", "out/state"]),
+    "NonFiniteLossError": (
+        (3, float("nan"), "out/state.safetensors"),
+        ["step 3 is nan", "out/state"],
+    ),
     "TrainStateMismatchError": (("steps", 10, 20), ["steps was 10", "now 20"]),
 }
 
@@ -172,8 +175,33 @@ KINDS = {
             ["stack 'x' disagree on the number of layers: a has 3, b has 4"],
         ),
         "axes_differ": ({"axes": [0, 1]}, ["different axes [0, 1]", "layer_axis_from"]),
+        "field_differs": (
+            {"stack": "s", "field": "num_layers", "seen": 3, "said": 4},
+            ["stack 's' has num_layers=3 in the tree, not 4", "leave num_layers out"],
+        ),
+        "form_differs": (
+            {"stack": "s", "seen": "unrolled", "said": "stacked"},
+            ["stack 's' is unrolled in the tree, not stacked", "find_stack"],
+        ),
+        "layers_differ": (
+            {"stack": "s", "layer": "layers_1", "differences": "lacks 'b'"},
+            ["the layers of stack 's' differ in structure: layers_1 lacks 'b'", "same leaves"],
+        ),
     },
     "OutputFileError": {
+        "write_failed": (
+            {"reason": "No space left on device", "kept": "nothing was there", "fix": "free space"},
+            ["could not be written: No space left on device (nothing was there); free space"],
+        ),
+        "exists_not_folder": ({}, ["exists and is not a folder; write elsewhere"]),
+        "foreign_folder": (
+            {"what": "a Hugging Face folder"},
+            ["holds other files, not a Hugging Face folder", "new or empty folder"],
+        ),
+        "not_ours": (
+            {"what": "a file, not a checkpoint folder"},
+            ["exists and is a file, not a checkpoint folder; it is not replaced", "remove it"],
+        ),
         "name_too_long": ({"length": 300, "limit": 255}, ["300 bytes long", "the 255 this"]),
         "no_folder": ({"folder": "x"}, ["is in folder 'x', which does not exist"]),
         "folder_fails": ({"folder": "x", "reason": "Too many links"}, ["fails: Too many links"]),

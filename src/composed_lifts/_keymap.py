@@ -58,6 +58,7 @@ import jax
 import numpy as np
 
 from ._arguments import describe_value
+from ._layout._stack import as_stacks, path_str
 from .errors import (
     ArgumentTypeError,
     CheckpointMismatchError,
@@ -65,7 +66,6 @@ from .errors import (
     MissingKeyError,
     StackLayoutError,
 )
-from ._layout._stack import as_stacks, path_str
 
 __all__ = [
     "Cast",
@@ -556,10 +556,7 @@ def check_source(
             raise MissingKeyError(missing[0], _owner(entries, missing[0]), len(missing))
         extra = sorted(k for k in set(keys) - wanted if not keymap.ignores(k))
         if extra:
-            raise KeyMapError(
-                f"the source holds {len(extra)} key(s) no rule reads, first {extra[0]!r}",
-                f"add a rule for them or KeyMap(ignore=({extra[0]!r},))",
-            )
+            raise KeyMapError("unread", count=len(extra), first=extra[0])
     if spec is not None:
         for entry in entries:
             want_shape, want_dtype = entry.file_spec()

@@ -43,7 +43,6 @@ from .errors import (
     ShardingRuleError,
     UnevenBatchError,
 )
-from ._options import BatchMode, StackOptions, require_options
 from .layout import Stack, as_stacks
 
 __all__ = [

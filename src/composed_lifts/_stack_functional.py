@@ -16,7 +16,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .errors import ArgumentRangeError
 from ._layout._form import layer_names
 from ._options import BatchMode, LayerInputs, Remat, StackOptions, require_options
 from .errors import ArgumentRangeError

@@ -684,6 +684,19 @@ class StackLayoutError(ComposedLiftsError, ValueError):
             "the leaves of {where} disagree on the number of {what}: {counts_text}; give every leaf "
             "of a stack the same number"
         ),
+        "field_differs": (
+            "stack {stack!r} has {field}={seen!r} in the tree, not {said!r}; leave {field} out of "
+            "the Stack to read it from the tree"
+        ),
+        "form_differs": (
+            "stack {stack!r} is {seen} in the tree, not {said}; measure it with "
+            "find_stack(tree, stack) first"
+        ),
+        "layers_differ": (
+            "the layers of stack {stack!r} differ in structure: {layer} {differences}; give every "
+            "layer of a stack the same leaves, shapes and dtypes, or save the layers that differ "
+            "as separate subtrees outside the stack"
+        ),
         "axes_differ": (
             "the stacks hold their layers on different axes {axes}; save them to separate files, "
             "or move them to one axis first (layer_axis_from)"
@@ -787,6 +800,13 @@ class OutputFileError(ComposedLiftsError, OSError):
             "model.safetensors would not replace; write to an empty folder"
         ),
         "is_input": "is the file being read ({source}); write elsewhere, then rename",
+        "exists_not_folder": "exists and is not a folder; write elsewhere",
+        "foreign_folder": (
+            "is a folder that holds other files, not {what}; write to a new or empty folder"
+        ),
+        "not_ours": (
+            "exists and is {what}; it is not replaced; choose another path, or remove it first"
+        ),
         "write_failed": "could not be written: {reason} ({kept}); {fix}",
     }
 

@@ -57,10 +57,7 @@ def map_stacked_leaves(fn, tree: Any, stacks: Any = ("",)) -> Any:
 
     out = jax.tree_util.tree_map_with_path(visit, tree)
     if not found:
-        raise StackLayoutError(
-            f"no leaf lies under stacks={tuple(s.path for s in stacks)!r}",
-            "name the stacks by their '/'-joined paths in the tree, e.g. stacks=('params/decoder',)",
-        )
+        raise StackLayoutError("empty", where=f"stacks={tuple(s.path for s in stacks)!r}")
     return out
 
 

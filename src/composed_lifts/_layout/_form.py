@@ -35,10 +35,12 @@ def layer_names(layers: Mapping, num_layers: int) -> list[str]:
     names = [layer_name(i) for i in range(num_layers)]
     if set(layers) != set(names):
         raise LayoutMismatchError(
-            "layers",
-            f"has the keys {sorted(layers)}",
-            f"it must have exactly the keys {names[0]} ... {names[-1]}",
-            "make them with unstack_params",
+            "keys",
+            "the keys of layers",
+            f"the {num_layers} unrolled layers {names[0]} ... {names[-1]}",
+            missing=sorted(set(names) - set(layers)),
+            unexpected=sorted(set(layers) - set(names)),
+            fix="make them with unstack_params",
         )
     return names
 
@@ -136,9 +138,10 @@ def to_form(tree: Any, found: Stack, wanted: Stack) -> Any:
     unrolled = unrolled_count(node) is not None
     if unrolled is not (found.form is Form.UNROLLED):
         raise StackLayoutError(
-            f"stack {found.path!r} is {'unrolled' if unrolled else 'stacked'} in the tree, "
-            f"not {found.form}",
-            "measure it with find_stack(tree, stack) first",
+            "form_differs",
+            stack=found.path,
+            seen="unrolled" if unrolled else "stacked",
+            said=found.form,
         )
     if wanted.form is Form.UNROLLED and not unrolled:
         node = unstack_params(node, axis=found.layer_axis)

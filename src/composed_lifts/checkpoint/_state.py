@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 import jax
 import numpy as np
 
-from ..errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
 from .._keymap import KeyMap, plan_keys, read_state
+from ..errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
 from ..layout import layer_name, layer_tree, path_str, subtree, unrolled_count
 from ._record import Form, KeyMapName, Layout, StackRecord, keymap_for
 

@@ -55,7 +55,7 @@ def register(commands) -> None:
 
 def run(args) -> int:
     from .. import models
-    from .._arguments import check_integer
+    from ..arguments import check_integer
     from ..errors import ArgumentRangeError, InputShapeError, ModelTooLargeError, UnevenBatchError
 
     mesh = None

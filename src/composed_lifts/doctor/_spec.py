@@ -26,7 +26,6 @@ from collections.abc import Mapping
 import flax.linen as nn
 
 from .._arguments import check_integer
-from ..errors import ArgumentTypeError
 from .._lifts import (
     PER_LAYER,
     SHARED,

@@ -5,7 +5,7 @@ The correspondence between our param paths and Hugging Face's tensor names is da
 bytes are the Hugging Face folder handler's (``checkpoint/_format_hf.py``): streamed
 reads into preallocated stacks (each device reading only its part with a mesh) and
 streamed, sharded, atomic writes. A missing key (``MissingKeyError``), a key no rule
-reads (``KeyMapError``) or a tensor of the wrong shape (``TensorMismatchError``) is
+reads (``KeyMapError``) or a tensor of the wrong shape (``CheckpointMismatchError``) is
 refused before any tensor's data is read.
 """
 
@@ -18,16 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._arguments import describe_value
+from .._keymap import KeyMap, path_str
+from .._memory import available_bytes
+from ..checkpoint._format import describe, format_for
+from ..checkpoint._format_hf import DEFAULT_MAX_SHARD_SIZE, read_config
 from ..errors import (
     ArgumentTypeError,
     CheckpointFormatError,
     LayoutMismatchError,
     ModelTooLargeError,
 )
-from .._keymap import KeyMap, path_str
-from .._memory import available_bytes
-from ..checkpoint._format import describe, format_for
-from ..checkpoint._format_hf import DEFAULT_MAX_SHARD_SIZE, read_config
 from ._decoder_hf import DECODER_KEYMAP
 from ._families.gpt2 import GPT2_KEYMAP
 from ._registry import config_from_hf, config_to_hf, family_of
