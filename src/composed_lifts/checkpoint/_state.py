@@ -166,9 +166,10 @@ def load_from(
             if tuple(got_shape) != tuple(shape) or got_dtype != dtype:
                 raise CheckpointMismatchError(
                     params,
-                    f"{got_dtype}{tuple(got_shape)} (key {key!r})",
+                    f"{got_dtype}{tuple(got_shape)}",
                     f"{dtype}{tuple(shape)}",
                     "load into the model the checkpoint was saved from, or pass layer_axis=",
+                    key=key,
                 )
 
     def read(key):

@@ -19,7 +19,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from .._files import atomic_writer
+from ..files import atomic_writer
 from .._keymap import plan_keys
 from ..errors import InputFileError
 from ._lora import A, B, _get, _layers, _put, lora_modules, merge_lora
