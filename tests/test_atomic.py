@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from composed_lifts._atomic import atomic_writer
-from composed_lifts._errors import OutputFileError, ReadOnlyFileError
-from composed_lifts._files import write_array
+from composed_lifts.cli._files import write_array
+from composed_lifts.errors import OutputFileError, ReadOnlyFileError
 
 PACKAGE = os.path.join(os.path.dirname(__file__), "..", "src", "composed_lifts")
 

@@ -149,7 +149,7 @@ def test_mismatches_name_the_param_and_both_shapes(tmp_path, linen_model):
     wide_vars = jax.eval_shape(wide.init, jax.random.PRNGKey(0), jnp.ones((B, F + 1)))
     with pytest.raises(
         errors.CheckpointMismatchError,
-        match=r"param 'params/Dense_0/bias' is float32\(24,\) \(key 'params.0.Dense_0.bias'\) in the checkpoint but the target needs float32\(28,\)",
+        match=r"param 'params/Dense_0/bias' \(key 'params.0.Dense_0.bias'\) is float32\(24,\) in the checkpoint but the target needs float32\(28,\)",
     ):
         load(path, like=wide_vars)
     half = jax.tree_util.tree_map(lambda a: a.astype(jnp.float16), variables)

@@ -87,9 +87,10 @@ def test_show_prints_tensors_layout_and_size(scanned, capsys):
         ),
         (
             ["convert", "{path}", "{tmp}/o.safetensors", "--to", "scanned", "--key-map", "torch"],
-            "--key-map torch) names one tensor per layer, but the stacks would be saved scanned",
+            "--key-map torch) names one tensor per layer, so the layers cannot be saved stacked; "
+            "pass form=Form.UNROLLED (on the command line, --to unrolled)",
         ),
-        (["convert", "{path}", "{path}"], "OUT '{path}' is the checkpoint IN being read"),
+        (["convert", "{path}", "{path}"], "OUT '{path}' is the file being read (IN)"),
         (["show", "README.md"], "is not a safetensors file"),
     ],
 )

@@ -67,10 +67,10 @@ def test_collapse_refuses_members_that_differ():
     ):
         ensemble_to_shared(same, stacks=STACK)
     with pytest.raises(
-        errors.StackLayoutError, match="no leaf lies under stacks=\\('params/nothing',\\)"
+        errors.StackLayoutError, match="stacks=\\('params/nothing',\\) holds no arrays"
     ):
         layer_axis_to(tree, 1, stacks=("params/nothing",))
-    with pytest.raises(errors.StackLayoutError, match="has no axis 5"):
+    with pytest.raises(errors.StackLayoutError, match="has no layer axis 5"):
         layer_axis_to(tree, 5, stacks=STACK)
 
 

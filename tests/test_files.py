@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from composed_lifts._errors import InputFileError
-from composed_lifts._files import read_array, write_json_values
+from composed_lifts.cli._files import read_array, write_json_values
+from composed_lifts.errors import InputFileError
 
 
 def _npy(array):

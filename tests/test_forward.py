@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from composed_lifts import composed_lifts_forward
+from composed_lifts import composed_lifts_forward, device_mesh, errors, forward_program
 from references import numpy_forward, numpy_grad_input, seed_recipe
 
 SEEDS = st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 2**31 - 1, 2**32 - 1]))
@@ -148,3 +148,48 @@ def test_same_seed_same_bits_in_two_processes():
     x = np.arange(15, dtype=np.float32).reshape(3, 5) / 7 - 1
     here = np.asarray(composed_lifts_forward(4242, x, 3, 5)).tobytes().hex()
     assert runs[0].stdout == here
+
+
+def test_forward_program_is_the_recipe_in_two_halves(caplog):
+    x = _x(3, 4, 5)
+    program = forward_program(3, 5)
+    variables = program.init(7, x)
+    want_final, want_params = seed_recipe(7, jnp.asarray(x), 3, 5)
+    assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(want_params)
+    for a, b in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(want_params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(program.apply(variables, x)), np.asarray(want_final))
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):  # another seed: no compile
+        caplog.clear()
+        program.apply(program.init(8, x), x).block_until_ready()
+    assert [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()] == []
+
+
+def test_forward_program_on_a_mesh_places_params_and_examples():
+    mesh = device_mesh({"data": 2})
+    x = _x(4, 4, 3)
+    program = forward_program(2, 3, mesh=mesh)
+    variables = program.init(5, x)
+    kernel = variables["params"]["Dense_0"]["kernel"]
+    assert kernel.sharding.mesh.shape == mesh.shape and kernel.shape == (2, 3, 3)
+    got = program.apply(variables, x)
+    assert len(got.sharding.device_set) == 2  # the examples were split over the devices
+    want = composed_lifts_forward(5, x, 2, 3, mesh=mesh)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    np.testing.assert_allclose(
+        np.asarray(got), np.asarray(composed_lifts_forward(5, x, 2, 3)), rtol=1e-6
+    )
+    with pytest.raises(errors.UnevenBatchError, match="batch of 3"):
+        program.apply(variables, x[:3])
+
+
+def test_forward_program_checks_its_arguments():
+    with pytest.raises(errors.ArgumentRangeError, match="num_layers must be >= 0"):
+        forward_program(-1, 3)
+    program = forward_program(1, 3)
+    with pytest.raises(errors.SeedRangeError):
+        program.init(2**32, np.ones((1, 3)))
+    with pytest.raises(errors.WidthMismatchError, match="x_batch.shape.-1. is 4 but features is 3"):
+        program.init(0, np.ones((1, 4)))
+    with pytest.raises(errors.InputShapeError):
+        program.apply(program.init(0, np.ones((1, 3))), np.ones(3))

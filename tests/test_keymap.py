@@ -173,8 +173,8 @@ def test_keymap_errors_name_the_param_and_key():
     wrong = dict(state)
     wrong["params.stack.1.Dense_0.weight"] = np.ones((F + 1, F), np.float32)
     with pytest.raises(
-        errors.TensorMismatchError,
-        match=r"'params.stack.1.Dense_0.weight' holds float32\(7, 6\).*params/stack/Dense_0/kernel needs float32\(6, 6\)",
+        errors.CheckpointMismatchError,
+        match=r"param 'params/stack/Dense_0/kernel' \(key 'params.stack.1.Dense_0.weight'\) is float32\(7, 6\).*needs float32\(6, 6\)",
     ):
         from_state_dict(wrong, keymap, like=tree)
     missing = dict(state)

@@ -98,7 +98,7 @@ def test_find_reads_form_layers_and_members(mode):
     assert again == found.replace(form=Form.UNROLLED)
     with pytest.raises(errors.StackLayoutError, match="num_layers=3 in the tree, not 5"):
         find_stack(tree, said.replace(num_layers=5))
-    with pytest.raises(errors.StackLayoutError, match="no 'nowhere'"):
+    with pytest.raises(errors.StackLayoutError, match="no key 'nowhere'"):
         find_stack(tree, Stack("params/nowhere"))
     bad = {"s": {"a": np.zeros((3, 2)), "b": np.zeros((4, 2))}}
     with pytest.raises(errors.StackLayoutError, match="disagree on the number of layers"):

@@ -10,11 +10,11 @@ from safetensors.numpy import load_file, save_file
 from composed_lifts import models
 from composed_lifts.errors import (
     ArgumentTypeError,
+    CheckpointMismatchError,
     InputFileError,
     KeyMapError,
     LayoutMismatchError,
     MissingKeyError,
-    TensorMismatchError,
     UnsupportedConfigError,
 )
 from hf_models import make_model
@@ -65,7 +65,7 @@ def test_wrong_shape(llama_folder, tmp_path):
     folder = edited_copy(
         llama_folder, tmp_path / "s", lambda t: t.update({KEY: np.zeros((8, 32), np.float32)})
     )
-    with pytest.raises(TensorMismatchError, match=KEY.replace(".", r"\.") + r".*\(8, 32\)"):
+    with pytest.raises(CheckpointMismatchError, match=KEY.replace(".", r"\.") + r".*\(8, 32\)"):
         models.from_hf(folder, scan_layers=False)
 
 

@@ -7,7 +7,9 @@ from . import errors as errors
 from . import layout as layout
 from ._convert_pattern import stack_pattern_params as stack_pattern_params
 from ._convert_pattern import unstack_pattern_params as unstack_pattern_params
+from ._forward import ForwardProgram as ForwardProgram
 from ._forward import composed_lifts_forward as composed_lifts_forward
+from ._forward import forward_program as forward_program
 from ._keymap import Cast as Cast
 from ._keymap import Fused as Fused
 from ._keymap import KeyMap as KeyMap
@@ -38,6 +40,7 @@ from ._stack_functional import scan_layers as scan_layers
 from ._stack_functional import unroll_layers as unroll_layers
 from ._stack_linen import linen_stack as linen_stack
 from ._stack_pattern import linen_pattern_stack as linen_pattern_stack
+from ._tune import DOT_BACKENDS as DOT_BACKENDS
 from ._tune import TuneReport as TuneReport
 from ._tune import TuneResult as TuneResult
 from ._tune import tune_stack as tune_stack
@@ -83,6 +86,8 @@ __all__ = [
     "BatchMode",
     "Block",
     "Cast",
+    "DOT_BACKENDS",
+    "ForwardProgram",
     "Fused",
     "KeyMap",
     "LayerInputs",
@@ -103,6 +108,7 @@ __all__ = [
     "device_mesh",
     "ensemble_to_shared",
     "errors",
+    "forward_program",
     "from_state_dict",
     "iter_state_dict",
     "layer_axis_from",

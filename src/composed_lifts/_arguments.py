@@ -1,6 +1,6 @@
 """Argument checks shared by the public functions.
 
-Every check raises one of the classes in :mod:`composed_lifts._errors` with a
+Every check raises one of the classes in :mod:`composed_lifts.errors` with a
 message that names the argument, the value seen, the value expected and the
 fix, before any JAX tracing starts.
 """
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import (
+from .errors import (
     ArgumentRangeError,
     ArgumentTypeError,
     InputDtypeError,

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ._errors import ComposedLiftsError, OutputFileError, OutputWriteError, ReadOnlyFileError
+from .errors import ComposedLiftsError, OutputFileError, OutputWriteError, ReadOnlyFileError
 
 __all__ = [
     "atomic_writer",
@@ -77,42 +77,32 @@ def check_writable(path: str | os.PathLike, flag: str = "output file") -> Path:
     if len(target.name.encode()) > _name_max(folder):
         raise OutputFileError(
             f"{flag} {shown!r}",
-            f"has a file name {len(target.name.encode())} bytes long, more than the "
-            f"{_name_max(folder)} this file system allows",
-            "choose a shorter name",
+            "name_too_long",
+            length=len(target.name.encode()),
+            limit=_name_max(folder),
         )
     try:
         fst = os.stat(folder)
     except FileNotFoundError:
-        raise OutputFileError(
-            f"{flag} {shown!r}",
-            f"is in folder {str(folder)!r}, which does not exist",
-            "create it first",
-        ) from None
+        raise OutputFileError(f"{flag} {shown!r}", "no_folder", folder=str(folder)) from None
     except OSError as err:
         raise OutputFileError(
-            f"{flag} {shown!r}", f"is in folder {str(folder)!r}, which fails: {err.strerror}"
+            f"{flag} {shown!r}", "folder_fails", folder=str(folder), reason=err.strerror
         ) from None
     if not stat.S_ISDIR(fst.st_mode):
         raise OutputFileError(
-            f"{flag} {shown!r}", f"is in {str(folder)!r}, which is {file_kind(fst)}, not a folder"
+            f"{flag} {shown!r}", "not_a_folder", folder=str(folder), found=file_kind(fst)
         )
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputFileError(
-            f"{flag} {shown!r}",
-            f"is in folder {str(folder)!r}, which is not writable",
-            "choose another folder",
-        )
+        raise OutputFileError(f"{flag} {shown!r}", "folder_read_only", folder=str(folder))
     try:
         st = os.stat(target)
     except FileNotFoundError:
         return target
     except OSError as err:
-        raise OutputFileError(f"{flag} {shown!r}", f"cannot be checked: {err.strerror}") from None
+        raise OutputFileError(f"{flag} {shown!r}", "unchecked", reason=err.strerror) from None
     if not stat.S_ISREG(st.st_mode):
-        raise OutputFileError(
-            f"{flag} {shown!r}", f"is {file_kind(st)}", "give the path of a file to write"
-        )
+        raise OutputFileError(f"{flag} {shown!r}", "not_a_file", found=file_kind(st))
     if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
         raise ReadOnlyFileError(f"{flag} {shown!r}", stat.filemode(st.st_mode))
     return target
@@ -198,9 +188,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb", flag: str = "output
             fd, name = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=folder)
         except OSError as err:
             raise OutputFileError(
-                f"{flag} {str(path)!r}",
-                f"cannot be written: cannot write a temporary file in folder "
-                f"{str(folder)!r}: {err.strerror}",
+                f"{flag} {str(path)!r}", "no_temporary", folder=str(folder), reason=err.strerror
             ) from None
         tmp[0] = name
         try:

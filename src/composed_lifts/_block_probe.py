@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._errors import (
+from .errors import (
     BatchSizeError,
     BlockOutputError,
     CarryChangedError,

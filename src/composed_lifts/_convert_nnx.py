@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._errors import ArgumentTypeError, LayoutMismatchError
 from ._stack_nnx import NNXStack
+from .errors import ArgumentTypeError, LayoutMismatchError
 
 __all__ = ["linen_to_nnx", "nnx_to_linen"]
 
@@ -50,19 +50,23 @@ def linen_to_nnx(variables: Mapping[str, Any], stack: NNXStack) -> NNXStack:
         missing = sorted(set(want_paths) - set(got_paths))
         extra = sorted(set(got_paths) - set(want_paths))
         raise LayoutMismatchError(
+            "keys",
             "the Linen params",
-            f"are missing {missing} and have unexpected {extra}",
-            "they must have the NNX stack's params' structure",
-            "name the NNX block's attributes as the Linen block's submodules (e.g. "
+            "the NNX stack's params",
+            missing=missing,
+            unexpected=extra,
+            fix="name the NNX block's attributes as the Linen block's submodules (e.g. "
             "self.Dense_0 = nnx.Linear(...))",
         )
     for path, leaf in got_paths.items():
         ref = want_paths[path]
         if jnp.shape(leaf) != jnp.shape(ref) or jnp.result_type(leaf) != jnp.result_type(ref):
             raise LayoutMismatchError(
+                "leaf",
                 f"params{path}",
-                f"is {jnp.result_type(leaf)}{jnp.shape(leaf)}",
-                f"the NNX stack holds {jnp.result_type(ref)}{jnp.shape(ref)}",
+                "the NNX stack",
+                seen=f"{jnp.result_type(leaf)}{jnp.shape(leaf)}",
+                expected=f"{jnp.result_type(ref)}{jnp.shape(ref)}",
             )
     graphdef, state = nnx.split(stack)
     param_state = nnx.state(_layers(stack), nnx.Param)

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from ._arguments import check_integer
-from ._errors import ArgumentTypeError, LayoutMismatchError
 from ._pattern import LayerPattern, kind_key, layer_key
+from .errors import ArgumentTypeError, LayoutMismatchError
 
 __all__ = ["stack_pattern_params", "unstack_pattern_params"]
 
@@ -30,9 +30,19 @@ def _require(pattern: Any) -> LayerPattern:
 
 
 def _same_keys(where: str, tree: Any, want: list[str], fix: str) -> None:
-    if not isinstance(tree, Mapping) or set(tree) != set(want):
-        seen = f"has the keys {sorted(tree)}" if isinstance(tree, Mapping) else f"is {tree!r}"
-        raise LayoutMismatchError(where, seen, f"this pattern makes exactly {want}", fix)
+    if not isinstance(tree, Mapping):
+        raise LayoutMismatchError(
+            "leaf", where, "this pattern", fix, seen=repr(tree), expected=f"the keys {want}"
+        )
+    if set(tree) != set(want):
+        raise LayoutMismatchError(
+            "keys",
+            f"the keys of {where}",
+            f"the keys this pattern makes {want}",
+            fix,
+            missing=sorted(set(want) - set(tree)),
+            unexpected=sorted(set(tree) - set(want)),
+        )
 
 
 def unstack_pattern_params(tree: Any, pattern: LayerPattern, *, axis: int = 0) -> dict[str, Any]:
@@ -63,10 +73,12 @@ def unstack_pattern_params(tree: Any, pattern: LayerPattern, *, axis: int = 0) -
                 shape = jnp.shape(leaf)
                 if len(shape) <= axis or shape[axis] != length:
                     raise LayoutMismatchError(
+                        "leaf",
                         f"{part}/{kind_key(j)}{jax.tree_util.keystr(path)}",
-                        f"has shape {shape}",
-                        f"its axis {axis} must hold this part's {length} layers",
+                        f"this part of {length} layers",
                         fix,
+                        seen=f"of shape {shape}",
+                        expected=f"{length} on axis {axis}",
                     )
     index = (slice(None),) * axis
     layers = {}
@@ -87,14 +99,22 @@ def stack_pattern_params(layers: Mapping[str, Any], pattern: LayerPattern, *, ax
     pattern = _require(pattern)
     axis = check_integer("axis", axis, minimum=0)
     names = [layer_key(i) for i in range(pattern.num_layers)]
-    if not isinstance(layers, Mapping) or set(layers) != set(names):
-        seen = f"has the keys {sorted(layers)}" if isinstance(layers, Mapping) else repr(layers)
+    reference = f"the {pattern.num_layers} layers of this pattern" + (
+        f" {names[0]} ... {names[-1]}" if names else ""
+    )
+    fix = "make them with unstack_pattern_params"
+    if not isinstance(layers, Mapping):
         raise LayoutMismatchError(
-            "layers",
-            seen,
-            f"a pattern of {pattern.num_layers} layers needs exactly "
-            + (f"{names[0]} ... {names[-1]}" if names else "no layers"),
-            "make them with unstack_pattern_params",
+            "leaf", "layers", reference, fix, seen=repr(layers), expected="a dict of them"
+        )
+    if set(layers) != set(names):
+        raise LayoutMismatchError(
+            "keys",
+            "the keys of layers",
+            reference,
+            fix,
+            missing=sorted(set(names) - set(layers)),
+            unexpected=sorted(set(layers) - set(names)),
         )
     tree: dict[str, Any] = {}
     for part, length, count in pattern.parts():
@@ -117,17 +137,20 @@ def _check_alike(which: list[int], trees: list) -> None:
     for i, tree in zip(which[1:], trees[1:]):
         if jax.tree_util.tree_structure(tree) != first_def:  # type: ignore[operator]
             raise LayoutMismatchError(
+                "structure",
                 layer_key(i),
-                f"has tree structure {jax.tree_util.tree_structure(tree)}",
-                f"{layer_key(which[0])}, of the same kind, has {first_def}",
+                f"{layer_key(which[0])}, of the same kind,",
                 "layers of one kind must match to be stacked",
+                seen=jax.tree_util.tree_structure(tree),
+                expected=first_def,
             )
         for (path, a), b in zip(first, jax.tree_util.tree_leaves(tree)):
             if jnp.shape(a) != jnp.shape(b) or jnp.result_type(a) != jnp.result_type(b):
                 raise LayoutMismatchError(
+                    "leaf",
                     f"{layer_key(i)}{jax.tree_util.keystr(path)}",
-                    f"is {jnp.result_type(b)}{jnp.shape(b)}",
-                    f"{layer_key(which[0])}{jax.tree_util.keystr(path)}, of the same kind, is "
-                    f"{jnp.result_type(a)}{jnp.shape(a)}",
+                    f"{layer_key(which[0])}{jax.tree_util.keystr(path)}, of the same kind,",
                     "layers of one kind must match to be stacked",
+                    seen=f"{jnp.result_type(b)}{jnp.shape(b)}",
+                    expected=f"{jnp.result_type(a)}{jnp.shape(a)}",
                 )

@@ -1,22 +1,24 @@
-"""``composed_lifts_forward``: the seed's recipe, compiled once per shape and reused across seeds."""
+"""``composed_lifts_forward``: the seed's recipe, compiled once per shape and reused across seeds;
+``forward_program``: its two halves, init and apply, compiled apart."""
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from ._arguments import as_float32_matrix, check_integer, check_seed
-from ._errors import ArgumentTypeError
 from ._fast_init import fast_init_applies, fast_seed_params
 from ._options import StackOptions
 from ._seed import seed_model
 from ._sharding import ShardingRules, default_rules, param_shardings, shard_batch
+from .errors import ArgumentTypeError
 
-__all__ = ["composed_lifts_forward"]
+__all__ = ["ForwardProgram", "composed_lifts_forward", "forward_program"]
 
 
 @functools.partial(jax.jit, static_argnames=("num_layers", "features"))
@@ -64,15 +66,81 @@ def seed_rules(mesh: Mesh, rules: ShardingRules | None) -> ShardingRules:
 
 
 @functools.lru_cache(maxsize=32)
-def _sharded_program(mesh: Mesh, rules: ShardingRules, batch: int, num_layers: int, features: int):
+def _sharded_program(mesh: Mesh, rules: ShardingRules, num_layers: int, features: int):
     """``(init, apply)`` compiled for ``mesh``: params created on their shards, then applied."""
-    x = jax.ShapeDtypeStruct((batch, features), np.float32)
+    x = jax.ShapeDtypeStruct((1, features), np.float32)  # the params do not depend on the batch
     seed = jax.ShapeDtypeStruct((), np.uint32)
     init = functools.partial(_init_params, num_layers=num_layers, features=features)
     abstract = jax.eval_shape(init, seed, x)
     shardings = param_shardings(abstract, mesh, rules, StackOptions(num_layers=num_layers))
     apply = functools.partial(_apply_params, num_layers=num_layers, features=features)
     return jax.jit(init, out_shardings=shardings), apply
+
+
+class ForwardProgram(NamedTuple):
+    """The two halves of :func:`composed_lifts_forward`, compiled apart (see :func:`forward_program`).
+
+    ``init(seed, x_batch)`` returns the seed stack's variables (``{"params": ...}``, on their
+    shards when there is a mesh); ``apply(variables, x_batch)`` returns the final carry
+    flattened to ``(B * features,)``. Only ``x_batch``'s shape matters to ``init``.
+    """
+
+    init: Callable[[Any, Any], Any]
+    apply: Callable[[Any, Any], jax.Array]
+
+
+def forward_program(
+    num_layers: int,
+    features: int,
+    *,
+    mesh: Mesh | None = None,
+    rules: ShardingRules | None = None,
+) -> ForwardProgram:
+    """:func:`composed_lifts_forward` as two compiled functions, to time, keep or reuse the params.
+
+    ``apply(init(seed, x), x)`` equals ``composed_lifts_forward(seed, x, num_layers,
+    features, mesh=mesh, rules=rules)``, bit for bit: the same programs, compiled once per
+    shape and reused across seeds (the seed travels as data). With a ``mesh``, ``init``
+    creates the params on their shards and ``apply`` splits ``x_batch``'s examples over
+    ``rules.batch`` (default: the mesh's first axis) before applying; the batch must divide
+    evenly (:class:`~composed_lifts.errors.UnevenBatchError`).
+
+    ``seed`` is checked as in :func:`composed_lifts_forward`, ``x_batch``'s shape and dtype
+    too (its values are not: ``apply`` does no finiteness check).
+
+    >>> import numpy as np
+    >>> program = forward_program(num_layers=4, features=3)
+    >>> x = np.ones((2, 3), np.float32)
+    >>> variables = program.init(0, x)
+    >>> variables["params"]["Dense_0"]["kernel"].shape  # (N, F, F)
+    (4, 3, 3)
+    >>> bool((program.apply(variables, x) == composed_lifts_forward(0, x, 4, 3)).all())
+    True
+    """
+    num_layers = check_integer("num_layers", num_layers, minimum=0)
+    features = check_integer("features", features, minimum=1)
+    static = {"num_layers": num_layers, "features": features}
+    if mesh is None:
+        init = functools.partial(_init_params, **static)
+        apply = functools.partial(_apply_params, **static)
+        place: Callable[[Any], Any] = lambda x: x  # noqa: E731
+    else:
+        chosen = seed_rules(mesh, rules)
+        init, apply = _sharded_program(mesh, chosen, num_layers, features)
+        place = functools.partial(shard_batch, mesh=mesh, rules=chosen)
+
+    def matrix(x_batch):
+        return as_float32_matrix(
+            x_batch, "x_batch", width=features, width_name="features", check_finite=False
+        )
+
+    def checked_init(seed, x_batch):
+        return init(np.uint32(check_seed(seed)), matrix(x_batch))
+
+    def checked_apply(variables, x_batch):
+        return apply(variables, place(matrix(x_batch)))
+
+    return ForwardProgram(checked_init, checked_apply)
 
 
 def check_forward_args(seed, x_batch, num_layers, features, *, check_finite=True):
@@ -165,7 +233,5 @@ def composed_lifts_forward(
             repr(mesh),
             "place the inputs and params yourself (shard_batch, sharded_init) under a transform",
         )
-    rules = seed_rules(mesh, rules)
-    init, apply = _sharded_program(mesh, rules, x.shape[0], num_layers, features)
-    variables = init(seed_u32, x)
-    return apply(variables, shard_batch(x, mesh, rules))
+    init, apply = forward_program(num_layers, features, mesh=mesh, rules=rules)
+    return apply(init(seed_u32, x), x)

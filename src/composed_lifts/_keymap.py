@@ -58,14 +58,14 @@ import jax
 import numpy as np
 
 from ._arguments import describe_value
-from ._errors import (
+from ._layout._stack import as_stacks, path_str
+from .errors import (
     ArgumentTypeError,
+    CheckpointMismatchError,
     KeyMapError,
     MissingKeyError,
     StackLayoutError,
-    TensorMismatchError,
 )
-from ._layout._stack import as_stacks, path_str
 
 __all__ = [
     "Cast",
@@ -125,10 +125,7 @@ class Reshape:
         known = int(np.prod([d for d in self.to if d != -1], dtype=np.int64))
         out = tuple(size // known if d == -1 and known else d for d in self.to)
         if int(np.prod(out, dtype=np.int64)) != size:
-            raise KeyMapError(
-                f"Reshape({self.to}) cannot hold a layer of shape {tuple(shape)} ({size} values)",
-                "fix the key map's Reshape",
-            )
+            raise KeyMapError("reshape", to=self.to, shape=tuple(shape), size=size)
         return out
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -188,11 +185,7 @@ def _fill(template: str, captures: Mapping[str, str]) -> str:
     try:
         return template.format(**{k: v.replace("/", ".") for k, v in captures.items()})
     except KeyError as err:
-        raise KeyMapError(
-            f"key template {template!r} uses {{{err.args[0]}}}, which its path pattern does not "
-            f"capture",
-            f"name it in the path (e.g. '{{*{err.args[0]}}}/kernel') or write it out",
-        ) from None
+        raise KeyMapError("template", template=template, name=err.args[0]) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,9 +300,13 @@ class PlanEntry:
                 d for a, d in enumerate(shapes[0]) if a != self.axis
             ]:
                 raise KeyMapError(
-                    f"fused key {self.key!r}: part {part.path!r} becomes {shape} but part "
-                    f"{self.parts[0].path!r} becomes {shapes[0]}",
-                    f"fuse parts that agree on every axis but the join axis {self.axis}",
+                    "fused_shapes",
+                    key=self.key,
+                    part=part.path,
+                    shape=shape,
+                    first=self.parts[0].path,
+                    first_shape=shapes[0],
+                    axis=self.axis,
                 )
         joined = list(shapes[0])
         joined[self.axis] = sum(s[self.axis] for s in shapes)
@@ -350,30 +347,21 @@ def plan_entries(tree, keymap: KeyMap) -> list[PlanEntry]:
                 if isinstance(rule, Fused) and entries[key].axis is not None:
                     break  # a sibling of a fused group already planned
                 raise KeyMapError(
-                    f"leaves {entries[key].parts[0].path!r} and {path!r} both map to key {key!r}",
-                    "give one of them its own rule",
+                    "collision", key=key, first=entries[key].parts[0].path, second=path
                 )
             rules = rule.parts if isinstance(rule, Fused) else (rule,)
             parts = []
             for k, part in enumerate(rules):
                 part_path = path if k == j else _fill(part.path, captures)
                 if part_path not in leaves:
-                    raise KeyMapError(
-                        f"leaf {path!r} is part of fused key {key!r}, whose part {part_path!r} "
-                        f"is not in the tree",
-                        "fuse only leaves the tree has",
-                    )
+                    raise KeyMapError("fused_missing", leaf=path, key=key, part=part_path)
                 parts.append(_part(part_path, leaves[part_path], part.ops, stacked, keymap, key))
             entry = PlanEntry(key, tuple(parts), rule.axis if isinstance(rule, Fused) else None)
             entry.file_spec()  # checks every Reshape against the leaf's shape
             entries[key] = entry
             break
         else:
-            raise KeyMapError(
-                f"no rule of the key map matches leaf {path!r}",
-                "add a rule for it (a last Rule('{*path}', '{path}') maps every other leaf to its "
-                "own path)",
-            )
+            raise KeyMapError("unmatched", leaf=path)
     return list(entries.values())
 
 
@@ -384,8 +372,11 @@ def _part(path, leaf, ops, stacked, keymap, key) -> PlanPart:
     axis = keymap.layer_axis
     if len(shape) <= axis:
         raise StackLayoutError(
-            f"leaf {path!r} has shape {shape}, which has no layer axis {axis} for key {key!r}",
-            "map it with a rule without {i} or set KeyMap(layer_axis=...)",
+            "no_layer_axis",
+            leaf=path,
+            shape=shape,
+            axis=axis,
+            argument=f"KeyMap(layer_axis=...) (or map key {key!r} with a rule without {{i}})",
         )
     return PlanPart(path, shape[:axis] + shape[axis + 1 :], dtype, tuple(ops), True, shape[axis])
 
@@ -565,10 +556,7 @@ def check_source(
             raise MissingKeyError(missing[0], _owner(entries, missing[0]), len(missing))
         extra = sorted(k for k in set(keys) - wanted if not keymap.ignores(k))
         if extra:
-            raise KeyMapError(
-                f"the source holds {len(extra)} key(s) no rule reads, first {extra[0]!r}",
-                f"add a rule for them or KeyMap(ignore=({extra[0]!r},))",
-            )
+            raise KeyMapError("unread", count=len(extra), first=extra[0])
     if spec is not None:
         for entry in entries:
             want_shape, want_dtype = entry.file_spec()
@@ -612,11 +600,11 @@ def _checked(read, key, shape, dtype, entry) -> np.ndarray:
 
 def _check_spec(key, got_shape, got_dtype, shape, dtype, entry) -> None:
     if tuple(got_shape) != tuple(shape) or np.dtype(got_dtype) != dtype:
-        raise TensorMismatchError(
-            key,
+        raise CheckpointMismatchError(
             ", ".join(p.path for p in entry.parts),
             f"{np.dtype(got_dtype)}{tuple(got_shape)}",
             f"{dtype}{tuple(shape)}",
+            key=key,
         )
 
 

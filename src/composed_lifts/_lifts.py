@@ -24,8 +24,8 @@ from typing import Any
 
 import flax.linen as nn
 
-from ._errors import ArgumentRangeError, ArgumentTypeError
 from ._options import BatchMode, LayerInputs, StackOptions
+from .errors import ArgumentRangeError, ArgumentTypeError
 
 __all__ = [
     "DEFAULT_COLLECTION_AXES",

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 
 from ._arguments import check_integer
-from ._errors import ArgumentTypeError
+from .errors import ArgumentTypeError
 
 __all__ = [
     "BatchMode",

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 from ._arguments import check_integer, describe_value
 from ._layout._stack import layer_name
-from ._errors import AperiodicLayersError, ArgumentRangeError, ArgumentTypeError
+from .errors import AperiodicLayersError, ArgumentRangeError, ArgumentTypeError
 
 __all__ = [
     "REMAINDER",

@@ -34,7 +34,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._errors import (
+from ._options import BatchMode, StackOptions, require_options
+from .errors import (
     ArgumentRangeError,
     ArgumentTypeError,
     DeviceCountError,
@@ -42,7 +43,6 @@ from ._errors import (
     ShardingRuleError,
     UnevenBatchError,
 )
-from ._options import BatchMode, StackOptions, require_options
 from .layout import Stack, as_stacks
 
 __all__ = [

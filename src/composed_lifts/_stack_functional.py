@@ -16,9 +16,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._errors import ArgumentRangeError
 from ._layout._form import layer_names
 from ._options import BatchMode, LayerInputs, Remat, StackOptions, require_options
+from .errors import ArgumentRangeError
 
 __all__ = ["scan_layers", "unroll_layers"]
 

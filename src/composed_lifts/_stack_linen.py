@@ -28,9 +28,9 @@ import jax.numpy as jnp
 
 from ._block_probe import check_block_step, check_layer_inputs, check_same_batch, drop_axis
 from ._block_spec import field_values
-from ._errors import ArgumentTypeError, EnsembleSizeError, LayoutMismatchError, MissingRngError
 from ._lifts import Lifts, stack_lifts
 from ._options import Remat, StackOptions, require_options
+from .errors import ArgumentTypeError, EnsembleSizeError, LayoutMismatchError, MissingRngError
 
 __all__ = ["linen_stack"]
 
@@ -91,11 +91,12 @@ def _check_variables(variables, one_layer, lifts: Lifts, batch: int, num_layers:
             if members and len(shape) == len(expected) and shape[1:] == expected[1:]:
                 raise EnsembleSizeError(shape[0], batch)
             raise LayoutMismatchError(
+                "leaf",
                 f"{collection}{jax.tree_util.keystr(path)}",
-                f"has shape {shape}",
-                f"this stack makes {expected} (lifted axes {want_lead}, then the block's own "
-                f"{own})",
-                "were these variables made by a stack with other StackOptions (batch, "
+                f"this stack (lifted axes {want_lead}, then the block's own {own})",
+                seen=f"of shape {shape}",
+                expected=f"shape {expected}",
+                fix="were these variables made by a stack with other StackOptions (batch, "
                 "num_layers)? Initialise this stack, or convert the variables (stack_params / "
                 "unstack_params)",
             )

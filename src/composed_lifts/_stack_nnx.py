@@ -18,9 +18,9 @@ from flax import nnx
 
 from ._arguments import check_integer
 from ._block_probe import check_block_step, check_layer_inputs, check_same_batch
-from ._errors import ArgumentTypeError, EnsembleSizeError, UnsplitRngError
 from ._lifts import stack_lifts
 from ._options import BatchMode, Remat, StackOptions, require_options
+from .errors import ArgumentTypeError, EnsembleSizeError, UnsplitRngError
 
 __all__ = ["NNXSplitApply", "NNXStack", "nnx_split_apply", "nnx_stack"]
 

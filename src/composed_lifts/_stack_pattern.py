@@ -34,11 +34,11 @@ import jax.numpy as jnp
 
 from ._block_probe import check_layer_inputs, check_same_batch, leaf_type
 from ._block_spec import BlockSpec
-from ._errors import ArgumentRangeError, ArgumentTypeError, KindOutputsError, PatternKindsError
 from ._lifts import stack_lifts
 from ._options import LayerInputs, Remat, StackOptions, require_options
 from ._pattern import REMAINDER, LayerPattern, kind_key
 from ._stack_linen import linen_stack
+from .errors import ArgumentRangeError, ArgumentTypeError, KindOutputsError, PatternKindsError
 
 __all__ = [
     "block_spec",

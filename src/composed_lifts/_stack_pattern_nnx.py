@@ -17,7 +17,6 @@ from flax import nnx
 
 from ._arguments import check_integer
 from ._block_probe import check_layer_inputs, check_same_batch
-from ._errors import ArgumentTypeError
 from ._lifts import stack_lifts
 from ._options import BatchMode, Remat, StackOptions
 from ._pattern import LayerPattern, kind_key
@@ -30,6 +29,7 @@ from ._stack_pattern import (
     run_group,
     split_layers,
 )
+from .errors import ArgumentTypeError
 
 __all__ = ["NNXPatternStack", "nnx_pattern_stack"]
 

@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 
 from ._arguments import check_integer
-from ._errors import ArgumentRangeError, ArgumentTypeError
 from ._options import Remat, StackOptions, require_options
 from ._stack_linen import linen_stack
 from ._timing import calibrate, round_robin
+from .errors import ArgumentRangeError, ArgumentTypeError
 
 __all__ = ["DOT_BACKENDS", "TuneReport", "TuneResult", "default_unrolls", "tune_stack"]
 

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from .._arguments import check_integer
-from .._errors import MembersDifferError, StackLayoutError
+from ..errors import MembersDifferError, StackLayoutError
 from ._stack import as_stacks, path_str
 
 __all__ = [
@@ -57,10 +57,7 @@ def map_stacked_leaves(fn, tree: Any, stacks: Any = ("",)) -> Any:
 
     out = jax.tree_util.tree_map_with_path(visit, tree)
     if not found:
-        raise StackLayoutError(
-            f"no leaf lies under stacks={tuple(s.path for s in stacks)!r}",
-            "name the stacks by their '/'-joined paths in the tree, e.g. stacks=('params/decoder',)",
-        )
+        raise StackLayoutError("empty", where=f"stacks={tuple(s.path for s in stacks)!r}")
     return out
 
 
@@ -72,9 +69,11 @@ def move_layer_axis(tree: Any, source: int, destination: int, *, stacks: Any = (
     def move(name, leaf):
         if np.ndim(leaf) <= max(source, destination):
             raise StackLayoutError(
-                f"stacked leaf {name!r} has shape {np.shape(leaf)}, which has no axis "
-                f"{max(source, destination)}",
-                "leave leaves that are not part of the stack out of stacks=",
+                "no_layer_axis",
+                leaf=name,
+                shape=np.shape(leaf),
+                axis=max(source, destination),
+                argument="position=",
             )
         return _xp(leaf).moveaxis(leaf, source, destination)
 
@@ -112,10 +111,7 @@ def ensemble_to_shared(tree: Any, *, stacks: Any = ("",)) -> Any:
 
     def collapse(name, leaf):
         if np.ndim(leaf) < 1 or np.shape(leaf)[0] < 1:
-            raise StackLayoutError(
-                f"ensemble leaf {name!r} has shape {np.shape(leaf)}, with no ensemble axis 0",
-                "name only ensemble stacks in stacks=",
-            )
+            raise StackLayoutError("no_ensemble_axis", leaf=name, shape=np.shape(leaf))
         host = np.asarray(leaf)
         first = host[0]
         bits = (

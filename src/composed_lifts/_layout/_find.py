@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from .._errors import StackLayoutError
+from ..errors import StackLayoutError
 from ._stack import Form, Stack, as_stacks, layer_name, path_str, subtree, unrolled_count
 
 __all__ = ["find_stack", "find_stacks", "layer_tree"]
@@ -28,9 +28,7 @@ def find_stack(tree: Any, stack: Stack) -> Stack:
     """
     node = subtree(tree, stack.path)
     if not jax.tree_util.tree_leaves(node):
-        raise StackLayoutError(
-            f"stack {stack.path!r} holds no arrays", "name a subtree that holds the layers"
-        )
+        raise StackLayoutError("empty", where=f"stack {stack.path!r}")
     unrolled = unrolled_count(node)
     form = Form.STACKED if unrolled is None else Form.UNROLLED
     ensemble = stack.ensemble_size is not None
@@ -42,8 +40,11 @@ def find_stack(tree: Any, stack: Stack) -> Stack:
         rank_needed = max(stack.layer_axis if unrolled is None else -1, 0 if ensemble else -1)
         if len(shape) <= rank_needed:
             raise StackLayoutError(
-                f"stacked leaf {name!r} has shape {shape}, with no layer axis {stack.layer_axis}",
-                f"pass Stack({stack.path!r}, layer_axis=...) with the axis that holds the layers",
+                "no_layer_axis",
+                leaf=name,
+                shape=shape,
+                axis=stack.layer_axis,
+                argument=f"Stack({stack.path!r}, layer_axis=...)",
             )
         if unrolled is None:
             counts.setdefault(shape[stack.layer_axis], name)
@@ -51,10 +52,11 @@ def find_stack(tree: Any, stack: Stack) -> Stack:
             sizes.setdefault(shape[0], name)
     for what, found in ((f"layers on axis {stack.layer_axis}", counts), ("members", sizes)):
         if len(found) > 1:
-            seen = ", ".join(f"{name!r} has {n}" for n, name in found.items())
             raise StackLayoutError(
-                f"leaves of stack {stack.path!r} disagree on the number of {what}: {seen}",
-                "give every leaf of a stack the same number",
+                "counts_differ",
+                where=f"stack {stack.path!r}",
+                what=what,
+                counts={name: n for n, name in found.items()},
             )
     num = unrolled if unrolled is not None else next(iter(counts))
     size = next(iter(sizes)) if sizes else None
@@ -63,8 +65,7 @@ def find_stack(tree: Any, stack: Stack) -> Stack:
         said, seen = getattr(stack, field), getattr(found_stack, field)
         if said is not None and said != seen:
             raise StackLayoutError(
-                f"stack {stack.path!r} has {field}={seen!r} in the tree, not {said!r}",
-                f"leave {field} out of the Stack to read it from the tree",
+                "field_differs", stack=stack.path, field=field, seen=seen, said=said
             )
     return found_stack
 

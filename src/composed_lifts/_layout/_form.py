@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._arguments import check_integer
-from .._errors import ArgumentTypeError, LayoutMismatchError, StackLayoutError
+from ..errors import ArgumentTypeError, LayoutMismatchError, StackLayoutError
 from ._stack import Form, Stack, layer_name, subtree, unrolled_count, with_subtree
 
 __all__ = ["stack_params", "to_form", "unstack_params"]
@@ -35,10 +35,12 @@ def layer_names(layers: Mapping, num_layers: int) -> list[str]:
     names = [layer_name(i) for i in range(num_layers)]
     if set(layers) != set(names):
         raise LayoutMismatchError(
-            "layers",
-            f"has the keys {sorted(layers)}",
-            f"it must have exactly the keys {names[0]} ... {names[-1]}",
-            "make them with unstack_params",
+            "keys",
+            "the keys of layers",
+            f"the {num_layers} unrolled layers {names[0]} ... {names[-1]}",
+            missing=sorted(set(names) - set(layers)),
+            unexpected=sorted(set(layers) - set(names)),
+            fix="make them with unstack_params",
         )
     return names
 
@@ -57,23 +59,24 @@ def unstack_params(tree: Any, *, axis: int = 0) -> dict[str, Any]:
     axis = check_integer("axis", axis, minimum=0)
     leaves = _flat(tree)
     if not leaves:
-        raise LayoutMismatchError("tree", "holds no arrays", "unstack_params needs arrays to split")
+        raise StackLayoutError("empty", where="the tree given to unstack_params")
     sizes: dict[int, str] = {}
     for path, leaf in leaves:
         if jnp.ndim(leaf) <= axis:
-            raise LayoutMismatchError(
-                f"leaf {jax.tree_util.keystr(path)}",
-                f"has shape {jnp.shape(leaf)}",
-                f"it has no axis {axis} to split layers along",
-                "pass the axis that holds the layers",
+            raise StackLayoutError(
+                "no_layer_axis",
+                leaf=jax.tree_util.keystr(path, simple=True, separator="/"),
+                shape=jnp.shape(leaf),
+                axis=axis,
+                argument="axis=",
             )
         sizes.setdefault(jnp.shape(leaf)[axis], jax.tree_util.keystr(path))
     if len(sizes) > 1:
-        seen = ", ".join(f"{path} has {n}" for n, path in sizes.items())
-        raise LayoutMismatchError(
-            "tree",
-            f"has {seen}",
-            f"every leaf must have the same number of layers along axis {axis}",
+        raise StackLayoutError(
+            "counts_differ",
+            where="the tree given to unstack_params",
+            what=f"layers on axis {axis}",
+            counts={path: n for n, path in sizes.items()},
         )
     (num_layers,) = sizes
     index = (slice(None),) * axis
@@ -100,17 +103,22 @@ def stack_params(layers: Mapping[str, Any], *, axis: int = 0) -> Any:
     for name, tree in zip(names[1:], trees[1:]):
         if jax.tree_util.tree_structure(tree) != first:  # type: ignore[operator]
             raise LayoutMismatchError(
+                "structure",
                 name,
-                f"has tree structure {jax.tree_util.tree_structure(tree)}",
-                f"{names[0]} has {first}; every layer must have the same structure to be stacked",
+                names[0],
+                seen=jax.tree_util.tree_structure(tree),
+                expected=first,
+                fix="every layer must have the same structure to be stacked",
             )
         for (path, a), b in zip(_flat(trees[0]), jax.tree_util.tree_leaves(tree)):
             if jnp.shape(a) != jnp.shape(b) or jnp.result_type(a) != jnp.result_type(b):
                 raise LayoutMismatchError(
+                    "leaf",
                     f"{name}{jax.tree_util.keystr(path)}",
-                    f"is {jnp.result_type(b)}{jnp.shape(b)}",
-                    f"{names[0]}{jax.tree_util.keystr(path)} is {jnp.result_type(a)}{jnp.shape(a)}",
-                    "layers must match to be stacked",
+                    f"{names[0]}{jax.tree_util.keystr(path)}",
+                    seen=f"{jnp.result_type(b)}{jnp.shape(b)}",
+                    expected=f"{jnp.result_type(a)}{jnp.shape(a)}",
+                    fix="layers must match to be stacked",
                 )
     return jax.tree_util.tree_map(lambda *ls: _xp(*ls).stack(ls, axis=axis), *trees)
 
@@ -130,9 +138,10 @@ def to_form(tree: Any, found: Stack, wanted: Stack) -> Any:
     unrolled = unrolled_count(node) is not None
     if unrolled is not (found.form is Form.UNROLLED):
         raise StackLayoutError(
-            f"stack {found.path!r} is {'unrolled' if unrolled else 'stacked'} in the tree, "
-            f"not {found.form}",
-            "measure it with find_stack(tree, stack) first",
+            "form_differs",
+            stack=found.path,
+            seen="unrolled" if unrolled else "stacked",
+            said=found.form,
         )
     if wanted.form is Form.UNROLLED and not unrolled:
         node = unstack_params(node, axis=found.layer_axis)

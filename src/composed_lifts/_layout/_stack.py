@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from .._arguments import check_integer, describe_value
-from .._errors import ArgumentTypeError, StackLayoutError
+from ..errors import ArgumentTypeError, StackLayoutError
 
 __all__ = [
     "Form",
@@ -183,10 +183,7 @@ def subtree(tree: Any, path: str) -> Any:
     node = tree
     for part in _parts(path):
         if not isinstance(node, Mapping) or part not in node:
-            raise StackLayoutError(
-                f"stack path {path!r} is not in the tree (no {part!r})",
-                "name stacks by their '/'-joined dict keys, e.g. Stack('params/decoder')",
-            )
+            raise StackLayoutError("not_found", stack=path, part=part)
         node = node[part]
     return node
 

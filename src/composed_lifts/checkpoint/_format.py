@@ -14,11 +14,11 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._errors import ArgumentTypeError
+from ..errors import ArgumentTypeError
 from ._format_hf import HF
 from ._format_orbax import ORBAX
 from ._format_safetensors import SAFETENSORS
-from ._info import CheckpointInfo, TensorInfo
+from ._info import CheckpointInfo
 from ._safetensors_folder import is_safetensors_folder
 
 __all__ = ["Format", "describe", "format_for"]

@@ -24,7 +24,6 @@ import jax
 import numpy as np
 
 from .._atomic import atomic_writer
-from .._errors import ArgumentRangeError, CheckpointFormatError, OutputFileError
 from .._keymap import (
     Cast,
     KeyMap,
@@ -37,6 +36,7 @@ from .._keymap import (
     plan_entries,
     read_state,
 )
+from ..errors import ArgumentRangeError, CheckpointFormatError, OutputFileError
 from ._info import CheckpointInfo, TensorInfo
 from ._safetensors import DiskTensor, open_regular, write_safetensors
 from ._safetensors_folder import INDEX, SINGLE, SafetensorsFolder
@@ -202,7 +202,7 @@ class HFFolderFormat:
     ) -> None:
         limit = parse_size(max_shard_size)
         if os.path.lexists(path) and not os.path.isdir(path):
-            raise OutputFileError(f"folder {path!r}", "exists and is not a folder")
+            raise OutputFileError(f"folder {path!r}", "exists_not_folder")
         entries = plan_entries(params, keymap)
         arrays = dict(leaves_with_paths(params))
         cast = None if dtype is None else np.dtype(_np_dtype(dtype))

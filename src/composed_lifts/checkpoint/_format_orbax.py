@@ -18,8 +18,8 @@ import jax
 import numpy as np
 
 from .._atomic import file_kind
-from .._errors import CheckpointFormatError
 from .._keymap import path_str
+from ..errors import CheckpointFormatError
 from ._format_safetensors import recorded_config
 from ._info import CheckpointInfo, TensorInfo
 from ._orbax import _disk_key, _is_meta, _metadata, load_orbax, orbax_layout, save_orbax

@@ -16,8 +16,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from .. import __version__
-from .._errors import CheckpointFormatError, StackLayoutError
 from .._keymap import file_tensor, leaves_with_paths, plan_entries
+from ..errors import CheckpointFormatError, StackLayoutError
+from ..layout import layer_tree, subtree, unrolled_count
 from ._info import CheckpointInfo, TensorInfo
 from ._placement import place_like
 from ._record import (
@@ -29,7 +30,6 @@ from ._record import (
     Stack,
     keymap_for,
 )
-from ..layout import layer_tree, subtree, unrolled_count
 from ._safetensors import DiskTensor, SafetensorsFile, write_safetensors
 from ._state import as_saved, declared_layout, layout_problems, load_from
 
@@ -65,8 +65,7 @@ def _stacked_tensors(tree, stacks: Sequence[Stack], records, disk_axis: int) -> 
             disk_shape = shape[:disk_axis] + (record.num_layers,) + shape[disk_axis:]
             if len(disk_shape) <= disk_axis:
                 raise StackLayoutError(
-                    f"leaf {full!r} has no axis {disk_axis} for the layers",
-                    "pass a layer_axis the leaves have",
+                    "no_layer_axis", leaf=full, shape=shape, axis=disk_axis, argument="layer_axis="
                 )
             tensors.append(
                 DiskTensor(
@@ -110,10 +109,7 @@ def _one_axis(records) -> int:
     if not axes:  # no stacks: every leaf is stored whole
         return 0
     if len(axes) > 1:
-        raise StackLayoutError(
-            f"stacks have layer axes {sorted(axes)}",
-            "save them to separate files, or move them to one axis first (layer_axis_from)",
-        )
+        raise StackLayoutError("axes_differ", axes=sorted(axes))
     return axes.pop()
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import __version__
 from .._atomic import remove_leftover_folders, replace_folder, work_folder_prefix
-from .._errors import CheckpointFormatError, KeyMapError, OutputFileError, OutputWriteError
+from ..errors import CheckpointFormatError, KeyMapError, OutputFileError, OutputWriteError
 from ..layout import find_stack, layer_index, path_str, to_form
 from ._orbax_guard import check_orbax_folder, is_our_checkpoint, quiet_orbax, write_failure
 from ._placement import place_like, placement_of
@@ -50,9 +50,7 @@ def _in_form(params, stacks, records):
 
 def save_orbax(path: str, params, stacks, records, keymap: KeyMapName, metadata=None) -> None:
     if keymap is not KeyMapName.NATIVE:
-        raise KeyMapError(
-            "Orbax checkpoints keep our tree paths", "save with the native key map (the default)"
-        )
+        raise KeyMapError("orbax", keymap=f"keymap={keymap}")
     target = check_replaceable(path)
     params = _in_form(params, stacks, records)
     folder = os.path.dirname(target)
@@ -102,9 +100,7 @@ def check_replaceable(path: str, flag: str = "checkpoint") -> str:
     target = os.path.realpath(path)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise OutputFileError(
-            f"{flag} {path!r}", f"is in folder {folder!r}, which does not exist", "create it first"
-        )
+        raise OutputFileError(f"{flag} {path!r}", "no_folder", folder=folder)
     if not os.path.lexists(target):
         return target
     if os.path.isdir(target):
@@ -116,11 +112,7 @@ def check_replaceable(path: str, flag: str = "checkpoint") -> str:
         what = "a folder that is not a whole checkpoint written by composed-lifts"
     else:
         what = "a file, not a checkpoint folder"
-    raise OutputFileError(
-        f"{flag} {path!r}",
-        f"exists and is {what}; it is not replaced",
-        "choose another path, or remove it first",
-    )
+    raise OutputFileError(f"{flag} {path!r}", "not_ours", what=what)
 
 
 def _metadata(path: str):

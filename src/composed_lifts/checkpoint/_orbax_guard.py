@@ -32,7 +32,7 @@ import sys
 import threading
 
 from .._atomic import file_kind
-from .._errors import CheckpointFormatError
+from ..errors import CheckpointFormatError
 
 __all__ = [
     "check_orbax_folder",

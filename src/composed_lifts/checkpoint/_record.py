@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from .._errors import CheckpointFormatError, StackLayoutError
 from .._keymap import KeyMap, Rule, torch_linear_keymap
+from ..errors import CheckpointFormatError, StackLayoutError
 from ..layout import Form, Stack, as_stacks, find_stacks, layer_name, path_str, subtree
 
 __all__ = ["Form", "KeyMapName", "Layout", "Stack", "StackRecord", "keymap_for", "record_stacks"]
@@ -128,10 +128,10 @@ def _check_layers_alike(path: str, node, n: int) -> None:
         ]
         more = f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else ""
         raise StackLayoutError(
-            f"the layers of stack {path!r} differ in structure: {layer_name(i)} "
-            f"{'; '.join(diffs[:4])}{more}",
-            "give every layer of a stack the same leaves, shapes and dtypes, or save the layers "
-            "that differ as separate subtrees outside the stack",
+            "layers_differ",
+            stack=path,
+            layer=layer_name(i),
+            differences=f"{'; '.join(diffs[:4])}{more}",
         )
 
 

@@ -23,8 +23,8 @@ import numpy as np
 import xxhash
 
 from .._atomic import atomic_writer
-from .._errors import ArgumentTypeError, CheckpointFormatError, ChecksumMismatchError
 from .._keymap import assign
+from ..errors import ArgumentTypeError, CheckpointFormatError, ChecksumMismatchError
 from ._record import CHECKSUMS_KEY
 
 __all__ = ["DiskTensor", "SafetensorsFile", "open_regular", "write_safetensors"]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .._errors import CheckpointFormatError
+from ..errors import CheckpointFormatError
 from ._safetensors import SafetensorsFile, open_regular
 
 __all__ = ["INDEX", "SINGLE", "SafetensorsFolder", "is_safetensors_folder"]

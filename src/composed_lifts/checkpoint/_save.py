@@ -10,10 +10,10 @@ import os
 import sys
 
 from .._arguments import describe_value
-from .._errors import ArgumentTypeError, KeyMapError
+from ..errors import ArgumentTypeError, KeyMapError
 from ..layout import as_stacks
 from ._format import format_for
-from ._record import HF_CONFIG_KEY, Form, KeyMapName, Stack, record_stacks
+from ._record import HF_CONFIG_KEY, Form, KeyMapName, record_stacks
 
 __all__ = ["save"]
 
@@ -64,9 +64,9 @@ def save(
     chosen = records[0].form if records else Form.STACKED
     if keymap is KeyMapName.TORCH and chosen is Form.STACKED:
         raise KeyMapError(
-            "the PyTorch key map (keymap=KeyMapName.TORCH, --key-map torch) names one tensor "
-            "per layer, but the stacks would be saved scanned",
-            "save them unrolled (form=Form.UNROLLED; on the command line, --to unrolled)",
+            "per_layer",
+            keymap="the PyTorch key map (keymap=KeyMapName.TORCH, --key-map torch)",
+            unrolled="form=Form.UNROLLED (on the command line, --to unrolled)",
         )
     if chosen is Form.STACKED and layer_axis is not None:
         records = tuple(r.replace(layer_axis=layer_axis) for r in records)
@@ -91,7 +91,6 @@ def check_output(path: str | os.PathLike, flag: str = "checkpoint") -> None:
     unwritable folder, a folder, FIFO or read-only file where a ``.safetensors`` file would
     go. ``flag`` names the argument in the message (``OUT``)."""
     from .._atomic import check_writable
-    from .._errors import OutputFileError
 
     path = os.fspath(path)
     if path.endswith(".safetensors"):

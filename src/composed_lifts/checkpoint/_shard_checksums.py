@@ -29,8 +29,8 @@ import jax
 import numpy as np
 import xxhash
 
-from .._errors import CheckpointFormatError, ChecksumMismatchError
 from .._keymap import path_str
+from ..errors import CheckpointFormatError, ChecksumMismatchError
 
 __all__ = ["parse_checksums", "tree_checksums", "verify_checksums"]
 

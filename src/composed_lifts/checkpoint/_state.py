@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 import jax
 import numpy as np
 
-from .._errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
 from .._keymap import KeyMap, plan_keys, read_state
+from ..errors import CheckpointFormatError, CheckpointMismatchError, StackLayoutError
 from ..layout import layer_name, layer_tree, path_str, subtree, unrolled_count
 from ._record import Form, KeyMapName, Layout, StackRecord, keymap_for
 
@@ -166,9 +166,10 @@ def load_from(
             if tuple(got_shape) != tuple(shape) or got_dtype != dtype:
                 raise CheckpointMismatchError(
                     params,
-                    f"{got_dtype}{tuple(got_shape)} (key {key!r})",
+                    f"{got_dtype}{tuple(got_shape)}",
                     f"{dtype}{tuple(shape)}",
                     "load into the model the checkpoint was saved from, or pass layer_axis=",
+                    key=key,
                 )
 
     def read(key):

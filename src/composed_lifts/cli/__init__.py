@@ -16,8 +16,9 @@ import errno
 import os
 import sys
 
-from ..errors import ComposedLiftsError, StandardOutputError
+from ..errors import ComposedLiftsError
 from . import _blocks, _cache, _convert, _finetune, _generate, _inspect, _run, _show, _tune
+from ._errors import StandardOutputError
 
 __all__ = ["main"]
 

@@ -14,8 +14,9 @@ import traceback
 
 import flax.linen as nn
 
-from .._block_spec import field_names
-from ..errors import ArgumentTypeError, BlockImportError
+from ..doctor import field_names
+from ..errors import ArgumentTypeError
+from ._errors import BlockImportError
 
 __all__ = ["blame", "block_fields", "load_block"]
 

@@ -25,8 +25,8 @@ import os
 import stat
 from pathlib import Path
 
-from .._files import atomic_writer
-from ..errors import CacheFolderError
+from ._errors import CacheFolderError
+from ._files import atomic_writer
 
 __all__ = ["CACHE_ENV", "cache_folder", "open_cache", "seal_cache"]
 

@@ -94,25 +94,17 @@ def _check_output(args) -> None:
     from ..errors import OutputFileError
 
     if os.path.realpath(args.input) == os.path.realpath(args.output):
-        raise OutputFileError(
-            f"OUT {args.output!r}",
-            "is the checkpoint IN being read",
-            "write elsewhere, then rename",
-        )
+        raise OutputFileError(f"OUT {args.output!r}", "is_input", source="IN")
     if args.to == "hf":
         out = args.output
         if os.path.lexists(out) and not os.path.isdir(out):
-            raise OutputFileError(f"OUT {out!r}", "exists and is not a folder", "write elsewhere")
+            raise OutputFileError(f"OUT {out!r}", "exists_not_folder")
         if (
             os.path.isdir(out)
             and os.listdir(out)
             and not os.path.lexists(os.path.join(out, "config.json"))
         ):
-            raise OutputFileError(
-                f"OUT {out!r}",
-                "is a folder that holds other files, not a Hugging Face folder",
-                "write to a new or empty folder",
-            )
+            raise OutputFileError(f"OUT {out!r}", "foreign_folder", what="a Hugging Face folder")
     check_output(args.output, "OUT")
     if (
         args.to != "hf"
@@ -122,9 +114,8 @@ def _check_output(args) -> None:
     ):
         raise OutputFileError(
             f"OUT {args.output!r}",
-            "exists and is not a safetensors checkpoint written by composed-lifts; it is not "
-            "replaced",
-            "choose another path, or remove it first",
+            "not_ours",
+            what="not a safetensors checkpoint written by composed-lifts",
         )
 
 
@@ -201,7 +192,7 @@ def _form(args):
 def _from_hf(args, info) -> int:
     """A Hugging Face folder into our checkpoint (scanned unless --to unrolled)."""
     from .. import models
-    from ..checkpoint import Stack, load
+    from ..checkpoint import load
 
     model, params = models.from_hf(args.input)
     stacks = list(models.STACKS)

@@ -8,7 +8,7 @@ import jax
 from jax.sharding import Mesh
 
 from .. import device_mesh
-from .._errors import ArgumentRangeError
+from ..errors import ArgumentRangeError
 
 # The most virtual CPU devices we ask XLA for. Measured on a 2-core machine (jax 0.10): making
 # 1,024 CPU devices took 1.7 s and 0.28 GB, 4,096 took 11 s and 0.59 GB, 8,192 took 41 s and

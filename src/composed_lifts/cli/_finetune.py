@@ -153,7 +153,7 @@ def _settings(args, folder: Path) -> dict:
 
 
 def _check_resume(out: Path, settings: dict, resume: bool) -> None:
-    from .._errors import ArgumentRangeError, TrainStateMismatchError
+    from ..errors import ArgumentRangeError, TrainStateMismatchError
 
     run_file = out / _RUN
     if not resume:
@@ -179,7 +179,7 @@ def _check_resume(out: Path, settings: dict, resume: bool) -> None:
 
 
 def _write_json(path: Path, value) -> None:
-    from .._atomic import atomic_writer
+    from ..files import atomic_writer
 
     with atomic_writer(path, "w") as f:
         json.dump(value, f, indent=2, sort_keys=True)
@@ -192,7 +192,7 @@ def _trim_log(path: Path, steps: int) -> None:
         return
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     kept = [ln for ln in lines if json.loads(ln)["step"] <= steps]
-    from .._atomic import atomic_writer
+    from ..files import atomic_writer
 
     with atomic_writer(path, "w") as f:
         f.write("".join(ln + "\n" for ln in kept))
@@ -208,10 +208,9 @@ def run(args) -> int:
 
 
 def _run(args, stop) -> int:
-    from .. import models
-    from .._arguments import check_integer
-    from .._errors import ArgumentRangeError
-    from .._options import Remat
+    from .. import Remat, models
+    from ..arguments import check_integer
+    from ..errors import ArgumentRangeError
     from ..train import (
         LoraOptions,
         TrainOptions,

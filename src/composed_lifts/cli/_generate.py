@@ -55,8 +55,8 @@ def register(commands) -> None:
 
 def run(args) -> int:
     from .. import models
-    from .._arguments import check_integer
-    from .._errors import ArgumentRangeError, InputShapeError, ModelTooLargeError, UnevenBatchError
+    from ..arguments import check_integer
+    from ..errors import ArgumentRangeError, InputShapeError, ModelTooLargeError, UnevenBatchError
 
     mesh = None
     if args.devices is not None:  # first: on CPU, JAX makes its devices when it starts

@@ -9,14 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 from .. import BatchMode, Block
-from .._files import check_writable
 from ..doctor import Composition, LiftOrder, LiftParams, Severity, check, plot_layout
 from ..errors import ArgumentRangeError, ArgumentTypeError, OutputFileError
+from ..files import check_writable
 from ._blocks import block_fields, load_block
 from ._doctor_text import render_text
 from ._memory import check_memory, stack_param_bytes
@@ -170,7 +171,7 @@ def _check_plot_path(path: str) -> None:
     """Before any work: ``--plot`` names a ``.png`` file we can write."""
     if not path.lower().endswith(".png"):
         raise OutputFileError(
-            f"--plot {path!r}", "does not end in .png", "name a .png file: the picture is a PNG"
+            f"--plot {path!r}", "suffix", suffix=Path(path).suffix, suffixes=".png"
         )
     check_writable(path, "--plot")
 

@@ -8,8 +8,8 @@ and ``--force`` skips the check.
 
 from __future__ import annotations
 
-from .._memory import available_bytes
-from ..errors import MemoryEstimateError
+from ..memory import available_bytes
+from ._errors import MemoryEstimateError
 
 __all__ = ["available_bytes", "check_memory"]
 

@@ -7,24 +7,18 @@ import json
 import math
 import sys
 import time
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import Block, seed_model, shard_batch
-from .._arguments import as_float32_matrix, check_integer, check_seed
-from .._files import check_output_path, read_array, write_array, write_json_values
-from .._forward import _apply_params, _init_params, _sharded_program, seed_rules
+from .. import Block, forward_program, seed_model
+from ..arguments import as_float32_matrix, check_integer, check_seed
 from ..doctor import leaf_reports, probe_sizes
-from ..errors import (
-    InputShapeError,
-    NonFiniteResultError,
-    UnevenBatchError,
-    WidthMismatchError,
-)
+from ..errors import InputShapeError, UnevenBatchError, WidthMismatchError
 from ._devices import add_devices_flag, devices_mesh
+from ._errors import NonFiniteResultError
+from ._files import check_output_path, read_array, write_array, write_json_values
 from ._memory import available_bytes, check_memory
 
 DEFAULT_LAYERS = 4
@@ -171,18 +165,12 @@ def run(args: argparse.Namespace) -> int:
     x32 = as_float32_matrix(
         x, name, width=args.features, width_name="--features", finite_fix="clean the input"
     )
-    seed_u32, layers, features = np.uint32(args.seed), args.layers, args.features
-    static = {"num_layers": layers, "features": features}
-    if mesh is None:
-        init, apply, x_in = partial(_init_params, **static), partial(_apply_params, **static), x32
-    else:  # the examples split over the devices, params created on them (data parallel)
-        rules = seed_rules(mesh, None)
-        if x32.shape[0] % args.devices:
-            raise UnevenBatchError(x32.shape[0], "--devices", args.devices)
-        init, apply = _sharded_program(mesh, rules, x32.shape[0], layers, features)
-        x_in = shard_batch(x32, mesh, rules)
-    variables, t_init = _timed(init, seed_u32, x32)
-    result, t_apply = _timed(apply, variables, x_in)
+    layers, features = args.layers, args.features
+    if mesh is not None and x32.shape[0] % args.devices:  # the examples split over the devices
+        raise UnevenBatchError(x32.shape[0], "--devices", args.devices)
+    init, apply = forward_program(layers, features, mesh=mesh)  # with a mesh, data parallel
+    variables, t_init = _timed(init, args.seed, x32)
+    result, t_apply = _timed(apply, variables, x32)
     host = np.asarray(result)
     if not np.isfinite(host).all() and not args.allow_nonfinite:
         raise _nonfinite_result(host, variables, x32, features)

@@ -87,8 +87,7 @@ def register(commands) -> None:
 
 def _check_args(args: argparse.Namespace):
     """Every flag checked, named as typed, before anything is built; returns (remats, budget, dots)."""
-    from .. import Remat
-    from .._tune import DOT_BACKENDS  # the names tune_stack's dots take
+    from .. import DOT_BACKENDS, Remat  # DOT_BACKENDS: the names tune_stack's dots take
 
     for name in ("layers", "features", "batch", "rounds"):
         if getattr(args, name) < 1:

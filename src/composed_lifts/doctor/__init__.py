@@ -8,6 +8,7 @@ accident, ensemble without split, confused split, lift order reversed), each
 with a severity, an explanation and the fix; ``plot_layout`` draws the layout.
 """
 
+from .._block_spec import field_names as field_names
 from ._check import CheckReport as CheckReport
 from ._check import Finding as Finding
 from ._check import Pitfall as Pitfall
@@ -53,6 +54,7 @@ __all__ = [
     "compose",
     "describe",
     "describe_pattern",
+    "field_names",
     "leaf_reports",
     "plot_layout",
     "probe_sizes",

@@ -20,8 +20,8 @@ import jax
 
 from .._arguments import check_seed
 from .._block_spec import BlockSpec, block_name
-from .._errors import BlockCallError, BlockOutputError, CarryChangedError, SharedCollectionError
 from .._options import BatchMode, StackOptions
+from ..errors import BlockCallError, BlockOutputError, CarryChangedError, SharedCollectionError
 from ._compare import OrderComparison, compare_lift_orders
 from ._describe import LayoutReport, confused_splits, describe
 from ._inputs import as_block, as_carry, carry_text, check_one_layer, per_example

@@ -16,8 +16,8 @@ import jax
 import numpy as np
 
 from .._block_spec import block_name
-from .._errors import ConfusedSplitError, UnliftedVariablesError
 from .._options import StackOptions
+from ..errors import ConfusedSplitError, UnliftedVariablesError
 from ..layout import Form, Stack
 from ._inputs import (
     BlockSpec,

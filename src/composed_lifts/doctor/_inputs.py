@@ -9,7 +9,7 @@ import numpy as np
 
 from .._block_probe import check_block_step, check_same_batch, leaf_type
 from .._block_spec import BlockSpec
-from .._errors import ArgumentRangeError, ArgumentTypeError, BlockCallError, ComposedLiftsError
+from ..errors import ArgumentRangeError, ArgumentTypeError, BlockCallError, ComposedLiftsError
 from ._spec import Composition
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .._files import atomic_writer
+from .._atomic import atomic_writer
 from ._describe import LayoutReport
 from ._roles import AxisRole
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import jax
 
-from .._errors import LayoutProbeError
+from ..errors import LayoutProbeError
 
 __all__ = ["AxisRole", "axis_roles", "path_name", "probe_sizes"]
 

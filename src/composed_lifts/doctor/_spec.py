@@ -26,7 +26,6 @@ from collections.abc import Mapping
 import flax.linen as nn
 
 from .._arguments import check_integer
-from .._errors import ArgumentTypeError
 from .._lifts import (
     PER_LAYER,
     SHARED,
@@ -38,6 +37,7 @@ from .._lifts import (
     derive_lifts,
 )
 from .._options import BatchMode, LayerInputs, StackOptions, collection_axes_pairs, require_options
+from ..errors import ArgumentTypeError
 
 __all__ = ["Composition", "LiftOrder", "LiftParams", "Spelling", "as_composition", "compose"]
 

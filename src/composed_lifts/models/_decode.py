@@ -17,8 +17,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from .._arguments import check_integer
-from .._errors import ArgumentRangeError, ArgumentTypeError, InputShapeError
 from .._sharding import ShardingRules, default_rules, param_shardings, shard_batch
+from ..errors import ArgumentRangeError, ArgumentTypeError, InputShapeError
 from ._sharding_axes import STACKS, param_axes
 
 __all__ = ["generate", "init_cache"]

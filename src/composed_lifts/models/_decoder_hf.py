@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .._errors import ConfigValueError, UnsupportedConfigError
 from .._keymap import KeyMap, Rule, Transpose
+from ..errors import ConfigValueError, UnsupportedConfigError
 from ..layout import layer_name
-from ._layers import STACKS
 from ._decoder_config import DecoderConfig
 from ._fields import Entry, Fixed, Read, boolean, choice, integer, optional, real, shown, token_ids
+from ._layers import STACKS
 
 __all__ = [
     "DECODER_KEYMAP",

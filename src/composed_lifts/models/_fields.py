@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import ConfigValueError, UnsupportedConfigError
+from ..errors import ConfigValueError, UnsupportedConfigError
 
 __all__ = [
     "COMMON_IGNORED",

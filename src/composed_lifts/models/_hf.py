@@ -5,7 +5,7 @@ The correspondence between our param paths and Hugging Face's tensor names is da
 bytes are the Hugging Face folder handler's (``checkpoint/_format_hf.py``): streamed
 reads into preallocated stacks (each device reading only its part with a mesh) and
 streamed, sharded, atomic writes. A missing key (``MissingKeyError``), a key no rule
-reads (``KeyMapError``) or a tensor of the wrong shape (``TensorMismatchError``) is
+reads (``KeyMapError``) or a tensor of the wrong shape (``CheckpointMismatchError``) is
 refused before any tensor's data is read.
 """
 
@@ -18,16 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._arguments import describe_value
-from .._errors import (
+from .._keymap import KeyMap, path_str
+from .._memory import available_bytes
+from ..checkpoint._format import describe, format_for
+from ..checkpoint._format_hf import DEFAULT_MAX_SHARD_SIZE, read_config
+from ..errors import (
     ArgumentTypeError,
     CheckpointFormatError,
     LayoutMismatchError,
     ModelTooLargeError,
 )
-from .._keymap import KeyMap, path_str
-from .._memory import available_bytes
-from ..checkpoint._format import describe, format_for
-from ..checkpoint._format_hf import DEFAULT_MAX_SHARD_SIZE, read_config
 from ._decoder_hf import DECODER_KEYMAP
 from ._families.gpt2 import GPT2_KEYMAP
 from ._registry import config_from_hf, config_to_hf, family_of
@@ -146,18 +146,22 @@ def _check_params(params, like) -> None:
     if set(got) != set(want):
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
         raise LayoutMismatchError(
+            "keys",
             "the params given to to_hf",
-            f"differ from the config's model: missing {missing}, unexpected {extra}",
-            "to_hf needs exactly the leaves of model_for_config(config) (scanned or unrolled)",
-            "pass the params made for this config",
+            "the leaves of model_for_config(config) (scanned or unrolled)",
+            missing=missing,
+            unexpected=extra,
+            fix="pass the params made for this config",
         )
     for path, shape in got.items():
         if shape != want[path]:
             raise LayoutMismatchError(
+                "leaf",
                 f"leaf {path!r} of the params given to to_hf",
-                f"has shape {shape}",
-                f"the config's model has {want[path]}",
-                "pass the config the params were made with",
+                "the config's model",
+                seen=f"of shape {shape}",
+                expected=f"shape {want[path]}",
+                fix="pass the config the params were made with",
             )
 
 

@@ -13,9 +13,9 @@ import jax
 from flax import nnx
 
 from .._convert_nnx import linen_to_nnx
-from .._errors import ArgumentTypeError, LayoutMismatchError
 from .._options import StackOptions
 from .._stack_nnx import nnx_stack
+from ..errors import ArgumentTypeError, LayoutMismatchError
 from ..layout import layer_name
 from ._attention import rotary_attention
 from ._families.llama import LlamaConfig
@@ -101,10 +101,12 @@ def nnx_llama(config: LlamaConfig, params: dict) -> NNXLlama:
     )
     if set(params) != want:
         raise LayoutMismatchError(
-            "params",
-            f"has top-level keys {sorted(params)}",
-            f"the scanned Linen Llama of this config (from_hf(folder)) has {sorted(want)}",
-            f"stack unrolled params ({layer_name(0)}, ...) with composed_lifts.stack_params",
+            "keys",
+            "the top-level keys of params",
+            "the scanned Linen Llama of this config (from_hf(folder))",
+            missing=sorted(want - set(params)),
+            unexpected=sorted(set(params) - want),
+            fix=f"stack unrolled params ({layer_name(0)}, ...) with composed_lifts.stack_params",
         )
     model = NNXLlama(config, rngs=nnx.Rngs(0))
     model.layers = linen_to_nnx({"params": params["layers"]}, model.layers)

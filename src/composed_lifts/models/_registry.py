@@ -12,7 +12,7 @@ import functools
 import importlib
 import pkgutil
 
-from .._errors import ArgumentTypeError, ConfigValueError, UnsupportedConfigError
+from ..errors import ArgumentTypeError, ConfigValueError, UnsupportedConfigError
 from . import _families
 from ._family import Family
 from ._fields import read_fields, shown

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputFileError, InputShapeError
+from ..errors import InputFileError, InputShapeError
 from ._errors import TokenRangeError
 
 __all__ = ["TokenWindows", "read_documents", "token_windows"]

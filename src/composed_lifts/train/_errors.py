@@ -1,5 +1,5 @@
-"""Where the fine-tuning errors are defined (``composed_lifts._errors``); named here for imports."""
+"""Where the fine-tuning errors are defined (``composed_lifts.errors``); named here for imports."""
 
-from .._errors import NonFiniteLossError, TokenRangeError, TrainStateMismatchError
+from ..errors import NonFiniteLossError, TokenRangeError, TrainStateMismatchError
 
 __all__ = ["NonFiniteLossError", "TokenRangeError", "TrainStateMismatchError"]

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import ArgumentRangeError
+from ..errors import ArgumentRangeError
 from ._options import LoraOptions
 
 __all__ = ["init_lora", "lora_modules", "lora_scope", "merge_lora", "with_lora"]

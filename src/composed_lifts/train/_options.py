@@ -6,8 +6,8 @@ import dataclasses
 import math
 
 from .._arguments import check_integer
-from .._errors import ArgumentRangeError, ArgumentTypeError
 from .._options import Remat
+from ..errors import ArgumentRangeError, ArgumentTypeError
 
 __all__ = ["LoraOptions", "TrainOptions"]
 

@@ -19,9 +19,9 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from .._errors import InputFileError
-from .._files import atomic_writer
 from .._keymap import plan_keys
+from ..errors import InputFileError
+from ..files import atomic_writer
 from ._lora import A, B, _get, _layers, _put, lora_modules, merge_lora
 from ._options import LoraOptions
 

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from .._errors import CheckpointMismatchError
+from ..errors import CheckpointMismatchError
 from ._step import TrainState
 
 __all__ = ["load_train_state", "save_train_state", "train_state_tree"]

@@ -26,9 +26,9 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .._errors import ArgumentTypeError, InputShapeError
 from .._options import Remat
 from .._sharding import ShardingRules, default_rules, param_shardings
+from ..errors import ArgumentTypeError, InputShapeError
 from ._lora import init_lora, lora_scope, with_lora
 from ._loss import causal_lm_loss
 from ._optimizer import cosine_schedule_with_warmup, make_optimizer

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..._errors import ConfigValueError, UnsupportedConfigError
+from ...errors import ConfigValueError, UnsupportedConfigError
 from .._decoder import Decoder
 from .._decoder_config import DecoderConfig, DecoderSpec, LayerKind, decoder_param_count
 from .._decoder_hf import (

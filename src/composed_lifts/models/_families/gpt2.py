@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..._errors import ConfigValueError
 from ..._keymap import KeyMap, Rule
+from ...errors import ConfigValueError
 from .._decoder_hf import per_layer
 from .._family import Family
 from .._fields import Entry, Fixed, Ignored, Read, integer, optional, real, shown, token_ids

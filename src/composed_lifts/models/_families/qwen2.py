@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..._errors import ConfigValueError
+from ...errors import ConfigValueError
 from .._decoder import Decoder
 from .._decoder_config import DecoderConfig, DecoderSpec, LayerKind, decoder_param_count
 from .._decoder_hf import (

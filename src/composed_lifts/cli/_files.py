@@ -1,4 +1,4 @@
-"""Reading arrays from files and writing them (atomically, through :mod:`._atomic`).
+"""Reading arrays from files and writing them (atomically, through :mod:`composed_lifts.files`).
 
 Reads check what they can before reading the data: the suffix, that the path
 is a regular file, a ``.npy`` header against the file's size, and the size of
@@ -18,8 +18,9 @@ from typing import IO
 
 import numpy as np
 
-from ._atomic import atomic_writer, check_writable, file_kind
-from ._errors import ComposedLiftsError, InputFileError, MemoryEstimateError, OutputFileError
+from ..errors import ComposedLiftsError, InputFileError, OutputFileError
+from ..files import atomic_writer, check_writable, file_kind
+from ._errors import MemoryEstimateError
 
 __all__ = [
     "JSON_MEMORY_FACTOR",
@@ -38,15 +39,16 @@ JSON_MEMORY_FACTOR = 24
 _CHUNK = 1 << 16  # values formatted at a time when writing JSON
 
 
-def _suffix(
-    path: str, what: str, error: type[InputFileError] | type[OutputFileError], also: str = ""
-) -> str:
+def _suffix(path: str, what: str, output: bool) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in ARRAY_SUFFIXES:
-        raise error(
-            f"{what} {str(path)!r}",
+        where, suffixes = f"{what} {str(path)!r}", f"one of {', '.join(ARRAY_SUFFIXES)}"
+        if output:
+            raise OutputFileError(where, "suffix", suffix=suffix, suffixes=suffixes)
+        raise InputFileError(
+            where,
             f"has suffix {suffix or '(none)'!r}",
-            f"name a file ending in one of {', '.join(ARRAY_SUFFIXES)}{also}",
+            f"name a file ending in {suffixes} (or - for JSON on standard input)",
         )
     return suffix
 
@@ -78,7 +80,7 @@ def read_array(
         text = stream.read() if limit is None else stream.read(limit + 1)
         _check_json_size(len(text), limit, max_memory, f"{flag} '-' (standard input)")
         return _from_json(text, f"{flag} '-' (standard input)")
-    suffix = _suffix(path, flag, InputFileError, " (or - for JSON on standard input)")
+    suffix = _suffix(path, flag, output=False)
     where = f"{flag} {path!r}"
     try:
         st = os.stat(path)
@@ -214,13 +216,13 @@ def _json_numbers(chunk: np.ndarray) -> list[str]:
 
 def check_output_path(path: str, flag: str = "output file") -> Path:
     """Check before any work that ``write_array`` can write ``path``: a known suffix, a writable place."""
-    _suffix(path, flag, OutputFileError)
+    _suffix(path, flag, output=True)
     return check_writable(path, flag)
 
 
 def write_array(path: str, array) -> None:
     """Write ``array`` to ``.npy`` or ``.json`` (nested lists, strict JSON), atomically."""
-    suffix = _suffix(path, "output file", OutputFileError)
+    suffix = _suffix(path, "output file", output=True)
     array = np.asarray(array)
     if suffix == ".npy":
         with atomic_writer(path, "wb") as f:
