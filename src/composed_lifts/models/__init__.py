@@ -10,7 +10,11 @@ from ._config import GPT2Config as GPT2Config
 from ._config import LlamaConfig as LlamaConfig
 from ._config import config_from_hf as config_from_hf
 from ._config import config_to_hf as config_to_hf
+from ._attention import KVCache as KVCache
+from ._decode import Generation as Generation
+from ._decode import StopReason as StopReason
 from ._decode import generate as generate
+from ._decode import generate_with_details as generate_with_details
 from ._decode import init_cache as init_cache
 from ._gpt2 import GPT2 as GPT2
 from ._gpt2 import GPT2Block as GPT2Block
@@ -27,6 +31,9 @@ from ._sharding_axes import param_axes as param_axes
 __all__ = [
     "GPT2",
     "GPT2_PARAM_AXES",
+    "Generation",
+    "KVCache",
+    "StopReason",
     "GPT2Block",
     "GPT2Config",
     "Llama",
@@ -38,6 +45,7 @@ __all__ = [
     "config_to_hf",
     "from_hf",
     "generate",
+    "generate_with_details",
     "init_cache",
     "model_for_config",
     "param_axes",

@@ -81,7 +81,7 @@ LLAMA_KEYMAP = KeyMap(
 )
 
 
-def model_for_config(config: GPT2Config | LlamaConfig, *, scan_layers=True, decode=False):
+def model_for_config(config: GPT2Config | LlamaConfig, *, scan_layers=True):
     """The Linen model for ``config``: :class:`GPT2` or :class:`Llama`."""
     if not isinstance(config, (GPT2Config, LlamaConfig)):
         raise ArgumentTypeError(
@@ -91,8 +91,8 @@ def model_for_config(config: GPT2Config | LlamaConfig, *, scan_layers=True, deco
             "pass e.g. model.config, or config_from_hf(json.load(open('config.json')))",
         )
     if isinstance(config, GPT2Config):
-        return GPT2(config, scan_layers=scan_layers, decode=decode)
-    return Llama(config, scan_layers=scan_layers, decode=decode)
+        return GPT2(config, scan_layers=scan_layers)
+    return Llama(config, scan_layers=scan_layers)
 
 
 def _keymap(config) -> KeyMap:

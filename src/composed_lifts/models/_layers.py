@@ -1,7 +1,11 @@
 """The decoder's layers: one block class, scanned (``linen_stack``) or unrolled.
 
 A block maps one sequence: its carry is ``(x, positions)`` with ``x`` of shape
-``(T, D)`` and ``positions`` of shape ``(T,)``. Scanned, ``linen_stack`` builds
+``(T, D)`` and ``positions`` of shape ``(T,)``; when decoding, ``(x, positions,
+(key, value, mask))`` with the sequence's stacked KV cache ``(N, S, KV, hd)`` and
+padding mask ``(S,)``, and the block is called as ``block(carry, slot, layer)``:
+the slot of the call's first token (the same for every layer and sequence) and
+the layer's index, so that it writes its keys in place (``_attention.kv_cache``). Scanned, ``linen_stack`` builds
 ``nn.vmap(nn.scan(block))`` exactly as the seed does: params ``(N, ...)`` under
 ``layers``, shared by the batch, and the ``cache`` collection ``(B, N, ...)``.
 Unrolled, each layer is the same batch vmap (the lift arguments come from the
@@ -21,33 +25,46 @@ from .._stack_linen import linen_stack
 __all__ = ["apply_layers", "positions_of"]
 
 
-_SCANNED: dict[tuple[type[nn.Module], int], type[nn.Module]] = {}
-_BATCHED: dict[type[nn.Module], type[nn.Module]] = {}
+_SCANNED: dict[tuple[type[nn.Module], int, bool], type[nn.Module]] = {}
+_BATCHED: dict[tuple[type[nn.Module], bool], type[nn.Module]] = {}
 
 
-def _scanned(block: type[nn.Module], num_layers: int) -> type[nn.Module]:
-    """The scanned stack of ``block``, built once per class and depth."""
-    if (block, num_layers) not in _SCANNED:
-        _SCANNED[block, num_layers] = linen_stack(block, StackOptions(num_layers=num_layers))
-    return _SCANNED[block, num_layers]
+def _scanned(block: type[nn.Module], num_layers: int, indexed: bool) -> type[nn.Module]:
+    """The scanned stack of ``block``, built once per class, depth and call form."""
+    key = (block, num_layers, indexed)
+    if key not in _SCANNED:
+        _SCANNED[key] = linen_stack(block, StackOptions(num_layers=num_layers, layer_index=indexed))
+    return _SCANNED[key]
 
 
-def _batched(block: type[nn.Module]) -> type[nn.Module]:
+def _batched(block: type[nn.Module], indexed: bool) -> type[nn.Module]:
     """One layer of ``block`` under the stack's batch lift (the same ``nn.vmap`` arguments)."""
-    if block not in _BATCHED:
-        vmap = stack_lifts(StackOptions(num_layers=1)).vmap  # only its batch lift is used
+    if (block, indexed) not in _BATCHED:
+        options = StackOptions(num_layers=1, layer_index=indexed)
+        vmap = stack_lifts(options).vmap  # only its batch lift is used
         assert vmap is not None  # the default batch mode (shared params) has a vmap
-        _BATCHED[block] = nn.vmap(block, **vmap)
-    return _BATCHED[block]
+        _BATCHED[block, indexed] = nn.vmap(block, **vmap)
+    return _BATCHED[block, indexed]
 
 
-def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, **fields):
-    """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method)."""
+def apply_layers(block: type[nn.Module], num_layers: int, scan: bool, carry, slot=None, **fields):
+    """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method).
+
+    With ``slot`` (decoding: the carry holds the stacked KV cache), each layer is
+    called as ``block(carry, slot, layer)``.
+    """
+    indexed = slot is not None
     if scan:
-        carry, _ = _scanned(block, num_layers)(**fields, name="layers")(carry)
-        return carry
+        stack = _scanned(block, num_layers, indexed)(**fields, name="layers")
+        if not indexed:
+            return stack(carry)[0]
+        return stack(carry, jnp.broadcast_to(slot, (num_layers,)))[0]
     for i in range(num_layers):
-        carry, _ = _batched(block)(**fields, name=f"layers_{i}")(carry, None)
+        layer = _batched(block, indexed)(**fields, name=f"layers_{i}")
+        if indexed:
+            carry, _ = layer(carry, slot, jnp.int32(i))
+        else:
+            carry, _ = layer(carry, None)
     return carry
 
 

@@ -12,7 +12,7 @@ import functools
 import flax.linen as nn
 import jax
 
-from ._attention import apply_rotary, causal_attention, kv_cache
+from ._attention import KVCache, apply_rotary, attend, decoding_carry, layer_cache, with_cache
 from ._config import LlamaConfig
 from ._layers import apply_layers, positions_of
 
@@ -28,10 +28,9 @@ def _rms_norm(config: LlamaConfig, name: str) -> nn.RMSNorm:
 
 class LlamaAttention(nn.Module):
     config: LlamaConfig
-    decode: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, positions: jax.Array, cache=None):
         c = self.config
         t, hd = x.shape[0], c.head_dim
         q = _dense(c.num_attention_heads * hd, name="q_proj")(x).reshape(t, -1, hd)
@@ -39,11 +38,8 @@ class LlamaAttention(nn.Module):
         v = _dense(c.num_key_value_heads * hd, name="v_proj")(x).reshape(t, -1, hd)
         q = apply_rotary(q, positions, c.rope_theta)
         k = apply_rotary(k, positions, c.rope_theta)
-        k_pos = positions
-        if self.decode:
-            k, v, k_pos = kv_cache(self, k, v, positions)
-        out = causal_attention(q, k, v, positions, k_pos)
-        return _dense(c.hidden_size, name="o_proj")(out)
+        out, cache = attend(q, k, v, positions, cache)
+        return _dense(c.hidden_size, name="o_proj")(out), cache
 
 
 class LlamaMLP(nn.Module):
@@ -58,41 +54,63 @@ class LlamaMLP(nn.Module):
 
 
 class LlamaBlock(nn.Module):
-    """One Llama layer on one sequence: carry ``(x (T, D), positions (T,))`` -> same."""
+    """One Llama layer on one sequence: carry ``(x (T, D), positions (T,))`` -> same.
+
+    Decoding, the carry also holds the KV cache and the block is called with the
+    slot and its layer index (see ``_layers.py``).
+    """
 
     config: LlamaConfig
-    decode: bool = False
 
     @nn.compact
-    def __call__(self, carry, _):
-        x, positions = carry
-        attn = LlamaAttention(self.config, self.decode, name="self_attn")
-        x = x + attn(_rms_norm(self.config, "input_layernorm")(x), positions)
+    def __call__(self, carry, slot=None, layer=None):
+        x, positions = carry[0], carry[1]
+        attn = LlamaAttention(self.config, name="self_attn")
+        h, cache = attn(
+            _rms_norm(self.config, "input_layernorm")(x),
+            positions,
+            layer_cache(carry, slot, layer),
+        )
+        x = x + h
         h = _rms_norm(self.config, "post_attention_layernorm")(x)
         x = x + LlamaMLP(self.config, name="mlp")(h)
-        return (x, positions), None
+        return with_cache(carry, x, cache), None
 
 
 class Llama(nn.Module):
     """Llama language model: ``ids (B, T)`` (and ``positions (B, T)``) -> logits ``(B, T, V)``.
 
-    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``decode=True``
-    keeps a per-layer KV cache in the ``cache`` collection (see ``models.generate``).
+    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``). Decoding:
+    ``model(ids, positions, cache=cache, slot=slot, mask=mask)`` writes the
+    tokens' keys and values into the :class:`KVCache` at ``slot`` and attends
+    over the slots ``mask (B, S)`` keeps; it returns ``(logits, cache)`` (see
+    ``models.generate``). ``last=True`` gives the last position's logits only.
     """
 
     config: LlamaConfig
     scan_layers: bool = True
-    decode: bool = False
 
     @nn.compact
-    def __call__(self, ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        ids: jax.Array,
+        positions: jax.Array | None = None,
+        cache: KVCache | None = None,
+        slot: jax.Array | None = None,
+        mask: jax.Array | None = None,
+        last: bool = False,
+    ):
         c = self.config
         positions = positions_of(ids, positions)
         embed = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=_init, name="embed_tokens")
-        fields = dict(config=c, decode=self.decode)
-        carry = (embed(ids), positions)
-        x, _ = apply_layers(LlamaBlock, c.num_hidden_layers, self.scan_layers, carry, **fields)
+        x = embed(ids)
+        carry = (x, positions) if cache is None else decoding_carry(x, positions, cache, mask)
+        n = c.num_hidden_layers
+        carry = apply_layers(LlamaBlock, n, self.scan_layers, carry, slot, config=c)
+        x = carry[0][:, -1:] if last else carry[0]
         x = _rms_norm(c, "norm")(x)
         if c.tie_word_embeddings:
-            return embed.attend(x)
-        return _dense(c.vocab_size, name="lm_head")(x)
+            logits = embed.attend(x)
+        else:
+            logits = _dense(c.vocab_size, name="lm_head")(x)
+        return logits if cache is None else (logits, KVCache(*carry[2][:2]))
