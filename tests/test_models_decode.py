@@ -1,6 +1,5 @@
 """Greedy decoding with our per-layer KV cache gives exactly transformers' greedy tokens."""
 
-import jax
 import numpy as np
 import pytest
 

@@ -6,11 +6,11 @@ ids, max_new_tokens)`` greedy tokens, and ``to_hf(params, model.config, folder)`
 writes a folder ``transformers`` loads (see the README's "Hugging Face models").
 """
 
+from ._attention import KVCache as KVCache
 from ._config import GPT2Config as GPT2Config
 from ._config import LlamaConfig as LlamaConfig
 from ._config import config_from_hf as config_from_hf
 from ._config import config_to_hf as config_to_hf
-from ._attention import KVCache as KVCache
 from ._decode import Generation as Generation
 from ._decode import StopReason as StopReason
 from ._decode import generate as generate
@@ -20,6 +20,7 @@ from ._gpt2 import GPT2 as GPT2
 from ._gpt2 import GPT2Block as GPT2Block
 from ._hf import from_hf as from_hf
 from ._hf import model_for_config as model_for_config
+from ._hf import read_generation_config as read_generation_config
 from ._hf import to_hf as to_hf
 from ._llama import Llama as Llama
 from ._llama import LlamaBlock as LlamaBlock
@@ -27,6 +28,7 @@ from ._sharding_axes import GPT2_PARAM_AXES as GPT2_PARAM_AXES
 from ._sharding_axes import LLAMA_PARAM_AXES as LLAMA_PARAM_AXES
 from ._sharding_axes import STACKS as STACKS
 from ._sharding_axes import param_axes as param_axes
+from ._tokenizer import Tokenizer as Tokenizer
 
 __all__ = [
     "GPT2",
@@ -34,6 +36,7 @@ __all__ = [
     "Generation",
     "KVCache",
     "StopReason",
+    "Tokenizer",
     "GPT2Block",
     "GPT2Config",
     "Llama",
@@ -49,6 +52,7 @@ __all__ = [
     "init_cache",
     "model_for_config",
     "param_axes",
+    "read_generation_config",
     "to_hf",
 ]
 

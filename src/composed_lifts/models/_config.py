@@ -27,7 +27,7 @@ class GPT2Config:
     n_inner: int
     layer_norm_epsilon: float = 1e-5
     bos_token_id: int | None = None
-    eos_token_id: int | None = None
+    eos_token_id: int | tuple[int, ...] | None = None
 
     @property
     def num_layers(self) -> int:
@@ -54,7 +54,7 @@ class LlamaConfig:
     rope_theta: float = 10000.0
     tie_word_embeddings: bool = False
     bos_token_id: int | None = None
-    eos_token_id: int | None = None
+    eos_token_id: int | tuple[int, ...] | None = None
 
     @property
     def num_layers(self) -> int:
@@ -138,7 +138,7 @@ def config_from_hf(hf: dict) -> GPT2Config | LlamaConfig:
             n_inner=int(hf.get("n_inner") or 4 * n_embd),
             layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-5)),
             bos_token_id=hf.get("bos_token_id"),
-            eos_token_id=hf.get("eos_token_id"),
+            eos_token_id=eos_ids(hf.get("eos_token_id")),
         )
     _check_fixed(hf, _LLAMA_FIXED)
     hidden = int(_require(hf, "hidden_size"))
@@ -164,13 +164,26 @@ def config_from_hf(hf: dict) -> GPT2Config | LlamaConfig:
         rope_theta=_rope_theta(hf),
         tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
         bos_token_id=hf.get("bos_token_id"),
-        eos_token_id=hf.get("eos_token_id"),
+        eos_token_id=eos_ids(hf.get("eos_token_id")),
     )
+
+
+def eos_ids(value, field: str = "eos_token_id") -> int | tuple[int, ...] | None:
+    """``eos_token_id`` as a config holds it: an int, a tuple of ints (a JSON list), or None."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(value)
+    raise UnsupportedConfigError(field, value, "an int or a list of ints")
 
 
 def config_to_hf(config: GPT2Config | LlamaConfig) -> dict:
     """The ``config.json`` dict for ``config`` (``transformers`` fills in its other defaults)."""
     fields = dataclasses.asdict(config)
+    if isinstance(fields["eos_token_id"], tuple):
+        fields["eos_token_id"] = list(fields["eos_token_id"])
     if isinstance(config, GPT2Config):
         model_type = "gpt2"
         fields.update(activation_function="gelu_new", tie_word_embeddings=True)

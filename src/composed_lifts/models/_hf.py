@@ -19,6 +19,7 @@ refused before any tensor's data is read.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -29,14 +30,40 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from .._errors import ArgumentTypeError, InputFileError, LayoutMismatchError, OutputFileError
+from .._errors import (
+    ArgumentTypeError,
+    InputFileError,
+    LayoutMismatchError,
+    OutputFileError,
+    UnsupportedConfigError,
+)
 from .._files import atomic_writer
 from .._keymap import KeyMap, Rule, Transpose, iter_state_dict, path_str, read_state
-from ._config import GPT2Config, LlamaConfig, config_from_hf, config_to_hf
+from ._config import GPT2Config, LlamaConfig, config_from_hf, config_to_hf, eos_ids
 from ._gpt2 import GPT2
 from ._llama import Llama
 
-__all__ = ["GPT2_KEYMAP", "LLAMA_KEYMAP", "from_hf", "model_for_config", "to_hf"]
+__all__ = [
+    "GPT2_KEYMAP",
+    "LLAMA_KEYMAP",
+    "from_hf",
+    "model_for_config",
+    "read_generation_config",
+    "to_hf",
+]
+
+# generation_config.json fields that generate reads (transformers' names)
+_GENERATION_FIELDS = (
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "eos_token_id",
+    "pad_token_id",
+    "bos_token_id",
+)
 
 
 def _per_layer(prefix: str, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
@@ -123,6 +150,27 @@ def _read_config(folder: Path):
     return config_from_hf(hf)
 
 
+def read_generation_config(folder: str | os.PathLike) -> dict:
+    """The generation settings of a folder's ``generation_config.json`` ({} without one).
+
+    Only the fields :func:`~composed_lifts.models.generate` uses, ``None`` ones
+    dropped: pass the dict as ``generate(..., generation_config=...)``.
+    """
+    path = Path(folder) / "generation_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputFileError(f"{str(path)!r}", f"is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise InputFileError(f"{str(path)!r}", "must hold a JSON object")
+    out = {key: data[key] for key in _GENERATION_FIELDS if data.get(key) is not None}
+    if "eos_token_id" in out:
+        out["eos_token_id"] = eos_ids(out["eos_token_id"], "generation_config.eos_token_id")
+    return out
+
+
 def _open_tensors(folder: Path, stack: contextlib.ExitStack) -> dict:
     """Tensor name -> open ``safe_open`` handle holding it (one file, or every shard of an index)."""
     index = folder / "model.safetensors.index.json"
@@ -156,18 +204,32 @@ def _open_tensors(folder: Path, stack: contextlib.ExitStack) -> dict:
     return handles
 
 
+def _folder_dtype(folder: Path):
+    """The dtype ``config.json`` records (``dtype``, or v4's ``torch_dtype``); float32 if none."""
+    hf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    name = hf.get("dtype") or hf.get("torch_dtype") or "float32"
+    if name not in ("float32", "bfloat16", "float16"):
+        raise UnsupportedConfigError("dtype", name, "'float32', 'bfloat16' or 'float16'")
+    return jnp.dtype(name)
+
+
 def from_hf(folder: str | os.PathLike, *, scan_layers: bool = True, dtype=jnp.float32):
     """Read a Hugging Face ``save_pretrained`` folder: returns ``(model, params)``.
 
     ``model`` is a :class:`GPT2` or :class:`Llama` (``scan_layers=False``: unrolled)
     and ``params`` its param tree, every tensor cast to ``dtype`` as it is read
-    (a bfloat16 file loads as float32 by default). Layers are read one at a time
-    into preallocated stacks.
+    (a bfloat16 file loads as float32 by default; ``dtype=None``: the dtype
+    ``config.json`` records). Layers are read one at a time into preallocated
+    stacks. The config's ``eos_token_id`` is ``generation_config.json``'s when
+    the folder has one that sets it.
     """
     folder = Path(folder)
     config = _read_config(folder)
+    eos = read_generation_config(folder).get("eos_token_id")
+    if eos is not None:  # generation_config.json's ids win, as in transformers
+        config = dataclasses.replace(config, eos_token_id=eos)
     model = model_for_config(config, scan_layers=scan_layers)
-    dtype = jnp.dtype(dtype)
+    dtype = _folder_dtype(folder) if dtype is None else jnp.dtype(dtype)
     like = _abstract_params(model, dtype)
     with contextlib.ExitStack() as stack:
         handles = _open_tensors(folder, stack)
