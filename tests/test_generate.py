@@ -120,7 +120,7 @@ def test_processed_scores_equal_transformers_processors(folders, settings):
     sampling = sampling_from({}, **settings)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, VOCAB, (3, 4))
-    for step in range(4):  # the sequences grow as they would while decoding
+    for _ in range(4):  # the sequences grow as they would while decoding
         scores = rng.standard_normal((3, VOCAB)).astype(np.float32) * 3
         want = processors(torch.as_tensor(ids), torch.as_tensor(scores)).numpy()
         seen = np.zeros((3, VOCAB), bool)
