@@ -73,7 +73,7 @@ def test_text_prompt_streams_the_text_transformers_decodes(gpt2, capsys, monkeyp
     ids = transformers.AutoTokenizer.from_pretrained(folder)(text)["input_ids"]
     _, want = hf_text_generate(folder, reference, ids, 8)
     assert out == want + "\n"
-    assert "prompt: %d tokens" % len(ids) in err
+    assert f"prompt: {len(ids)} tokens" in err
 
 
 def test_chat_applies_the_template_as_transformers_does(gpt2, capsys, monkeypatch):

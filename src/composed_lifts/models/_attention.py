@@ -134,8 +134,13 @@ class KVCache(NamedTuple):
     value: jax.Array
 
 
-def decoding_carry(x, positions, cache: KVCache, mask: jax.Array):
-    """The batched layer-stack carry for a decoding call: ``(x, positions, (key, value, mask))``."""
+def decoding_carry(x, positions, cache: KVCache, mask: jax.Array | None):
+    """The batched layer-stack carry for a decoding call: ``(x, positions, (key, value, mask))``.
+
+    ``mask`` ``(B, S)`` is False at padding slots (default: none).
+    """
+    if mask is None:
+        mask = jnp.ones(cache.key.shape[:1] + cache.key.shape[2:3], bool)
     return (x, positions, (cache.key, cache.value, mask))
 
 

@@ -17,10 +17,10 @@ _active: threading.local = threading.local()
 _registered = False
 
 
-def _listen(event: str, duration: float, **_) -> None:
+def _listen(event: str, duration_secs: float, **kwargs: str | int) -> None:
     for clock in getattr(_active, "clocks", ()):
         if event in _EVENTS:
-            clock.seconds += duration
+            clock.seconds += duration_secs
 
 
 class CompileClock:
