@@ -126,7 +126,8 @@ def bandwidth_copy() -> float:
     return 2 * a.nbytes / best
 
 
-def run_model(name: str, rounds: int) -> dict:
+def run_model(name: str, rounds: int, full: bool = True) -> dict:
+    """Every measurement of the module docstring; ``full=False``: decoding (ours, torch) only."""
     config, dtype, new = specs()[name]
     folder = folder_for(name)
     reference = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
@@ -158,16 +159,18 @@ def run_model(name: str, rounds: int) -> dict:
         first = ours(model, params, ids, new)
         compile_s[f"decode_b{b}"] = first.compile_s
         agreement[f"tokens_equal_b{b}"] = bool((first.tokens == theirs(ids, new)).all())
-        agreement[f"unrolled_equal_b{b}"] = bool(
-            (ours(unrolled, unrolled_params, ids, new).tokens == first.tokens).all()
-        )
+        if full:
+            agreement[f"unrolled_equal_b{b}"] = bool(
+                (ours(unrolled, unrolled_params, ids, new).tokens == first.tokens).all()
+            )
     sample = dict(temperature=0.8, top_k=40, top_p=0.95, seed=0)
-    compile_s["sampling_b4"] = ours(model, params, prompts[4], new, **sample).compile_s
-    compile_s["ragged"] = ours(model, params, ragged, new).compile_s
-    for r in ragged:
-        ours(model, params, [r], new)
-    compile_s["prefill_b4_t128"] = ours(model, params, long, 1).compile_s
-    their_prefill()
+    if full:
+        compile_s["sampling_b4"] = ours(model, params, prompts[4], new, **sample).compile_s
+        compile_s["ragged"] = ours(model, params, ragged, new).compile_s
+        for r in ragged:
+            ours(model, params, [r], new)
+        compile_s["prefill_b4_t128"] = ours(model, params, long, 1).compile_s
+        their_prefill()
 
     samples: dict[str, list[float]] = {}
 
@@ -177,12 +180,16 @@ def run_model(name: str, rounds: int) -> dict:
     for _ in range(rounds):
         for b, ids in prompts.items():
             add(f"ours_decode_b{b}", ours(model, params, ids, new).decode_tokens_per_s)
-            rate = ours(unrolled, unrolled_params, ids, new).decode_tokens_per_s
-            add(f"ours_unrolled_decode_b{b}", rate)
+            if full:
+                rate = ours(unrolled, unrolled_params, ids, new).decode_tokens_per_s
+                add(f"ours_unrolled_decode_b{b}", rate)
             for t in (1, 2):
                 torch.set_num_threads(t)
-                full, one = timed(lambda: theirs(ids, new)), timed(lambda: theirs(ids, 1))
-                add(f"torch_{t}t_decode_b{b}", b * (new - 1) / max(full - one, 1e-9))
+                whole = timed(lambda ids=ids: theirs(ids, new))
+                one = timed(lambda ids=ids: theirs(ids, 1))
+                add(f"torch_{t}t_decode_b{b}", b * (new - 1) / max(whole - one, 1e-9))
+        if not full:
+            continue
         add("ours_sampling_b4", ours(model, params, prompts[4], new, **sample).decode_tokens_per_s)
         ragged_run = ours(model, params, ragged, new)
         add("ours_ragged_b4_s", ragged_run.prefill_s + ragged_run.decode_s)
@@ -198,14 +205,21 @@ def run_model(name: str, rounds: int) -> dict:
     for b in (1, 4):
         best_torch = max(med[f"torch_{t}t_decode_b{b}"] for t in (1, 2))
         ratios[f"decode_b{b}_vs_torch"] = med[f"ours_decode_b{b}"] / best_torch
-        ratios[f"decode_b{b}_scanned_vs_unrolled"] = (
-            med[f"ours_decode_b{b}"] / med[f"ours_unrolled_decode_b{b}"]
-        )
+        if full:
+            ratios[f"decode_b{b}_scanned_vs_unrolled"] = (
+                med[f"ours_decode_b{b}"] / med[f"ours_unrolled_decode_b{b}"]
+            )
+    out["ratios"] = ratios
+    if not full:
+        return _sizes(out, params, new)
     best_prefill = min(med[f"torch_{t}t_prefill_b4_t128_s"] for t in (1, 2))
     ratios["prefill_time_vs_torch"] = med["ours_prefill_b4_t128_s"] / best_prefill
     ratios["sampling_vs_greedy_tokens_per_s"] = med["ours_sampling_b4"] / med["ours_decode_b4"]
     ratios["ragged_b4_speedup_vs_one_by_one"] = med["ours_one_by_one_s"] / med["ours_ragged_b4_s"]
-    out["ratios"] = ratios
+    return _sizes(out, params, new)
+
+
+def _sizes(out: dict, params, new: int) -> dict:
     leaves = jax.tree_util.tree_leaves(params)
     out["param_bytes"] = int(sum(x.size * x.dtype.itemsize for x in leaves))
     out["dtype"] = str(leaves[0].dtype)
@@ -227,14 +241,18 @@ def markdown(results: dict) -> str:
     ]
     for name, r in results["models"].items():
         m, q = r["median"], r["ratios"]
+
+        def x(key, q=q):
+            return f"{q[key]:.2f}x" if key in q else "not run"
+
         lines.append(
             f"| {name} | {r['dtype']} "
-            f"| {m['ours_decode_b1']:.1f} tok/s ({q['decode_b1_vs_torch']:.2f}x) "
-            f"| {m['ours_decode_b4']:.1f} tok/s ({q['decode_b4_vs_torch']:.2f}x) "
-            f"| {q['decode_b1_scanned_vs_unrolled']:.2f}x, {q['decode_b4_scanned_vs_unrolled']:.2f}x "
-            f"| {q['prefill_time_vs_torch']:.2f}x "
-            f"| {q['sampling_vs_greedy_tokens_per_s']:.2f}x "
-            f"| {q['ragged_b4_speedup_vs_one_by_one']:.2f}x "
+            f"| {m['ours_decode_b1']:.1f} tok/s ({x('decode_b1_vs_torch')}) "
+            f"| {m['ours_decode_b4']:.1f} tok/s ({x('decode_b4_vs_torch')}) "
+            f"| {x('decode_b1_scanned_vs_unrolled')}, {x('decode_b4_scanned_vs_unrolled')} "
+            f"| {x('prefill_time_vs_torch')} "
+            f"| {x('sampling_vs_greedy_tokens_per_s')} "
+            f"| {x('ragged_b4_speedup_vs_one_by_one')} "
             f"| {r['compile_s']['decode_b1']:.1f} "
             f"| {all(r['agreement'].values())} |"
         )
@@ -258,8 +276,8 @@ def main() -> None:
         results["models"] = json.loads(out_path.with_suffix(".json").read_text())["models"]
     results["copy_gb_s"] = bandwidth_copy() / 1e9
     for name in args.models.split(","):
-        rounds = 1 if name == "llama-1.1b" else args.rounds
-        r = run_model(name, rounds)
+        big = name in ("llama-1.1b",)
+        r = run_model(name, 1 if big else args.rounds, full=not big)
         if name == "llama-1.1b":
             per_s = r["median"]["ours_decode_b1"] * r["param_bytes"]
             r["bandwidth_fraction_b1"] = per_s / (results["copy_gb_s"] * 1e9)
