@@ -12,10 +12,10 @@ import torch
 import transformers
 
 from composed_lifts import models
-from composed_lifts.errors import ArgumentRangeError, ArgumentTypeError
+from composed_lifts.errors import ArgumentRangeError, ArgumentTypeError, InputFileError
 from composed_lifts.models import _decode
 from composed_lifts.models._sampling import Sampling, choose_tokens, process_scores, sampling_from
-from hf_models import VOCAB, load_reference, make_model
+from hf_models import VOCAB, load_reference, make_model, make_tokenizer
 
 ROWS = [[5, 17, 3], [8, 8, 2, 91, 4, 6], [1, 2, 3, 4, 5]]
 
@@ -194,3 +194,35 @@ def test_bad_sampling_arguments_name_the_argument(folders):
             models.generate(model, params, [[1, 2]], 2, **kwargs)
     with pytest.raises(ArgumentTypeError, match="--top-k"):
         sampling_from({}, {"top_k": "--top-k"}, top_k="3")
+
+
+def test_tokenizer_equals_transformers(tmp_path):
+    make_tokenizer(tmp_path)
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    ours = models.Tokenizer.from_folder(tmp_path)
+    for text in ["hello there, the fox", "ça va? général", "zzz ###", ""]:
+        ids = theirs(text)["input_ids"]
+        assert ours.encode(text) == ids
+        assert ours.decode(ids) == theirs.decode(ids)
+        assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(
+            ids, skip_special_tokens=True
+        )
+    messages = [
+        {"role": "system", "content": "be bold"},
+        {"role": "user", "content": "hello there"},
+    ]
+    for prompt in (True, False):
+        want = theirs.apply_chat_template(messages, add_generation_prompt=prompt, tokenize=False)
+        assert ours.render_chat(messages, add_generation_prompt=prompt) == want
+        want_ids = theirs.apply_chat_template(messages, add_generation_prompt=prompt)
+        assert ours.apply_chat_template(messages, add_generation_prompt=prompt) == list(
+            want_ids["input_ids"]
+        )
+
+
+def test_tokenizer_files_are_named(tmp_path):
+    with pytest.raises(InputFileError, match="has no tokenizer.json"):
+        models.Tokenizer.from_folder(tmp_path)
+    make_tokenizer(tmp_path, chat_template=False)
+    with pytest.raises(InputFileError, match="has no chat template"):
+        models.Tokenizer.from_folder(tmp_path).render_chat([{"role": "user", "content": "x"}])
