@@ -283,8 +283,8 @@ def main() -> None:
             r["bandwidth_fraction_b1"] = per_s / (results["copy_gb_s"] * 1e9)
         results["models"][name] = r
         print(name, json.dumps(r["ratios"]), r["agreement"], flush=True)
-    out_path.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out_path.with_suffix(".md").write_text(markdown(results))
+        out_path.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+        out_path.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
 
 

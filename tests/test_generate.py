@@ -14,7 +14,14 @@ import transformers
 from composed_lifts import models
 from composed_lifts.errors import ArgumentRangeError, ArgumentTypeError, InputFileError
 from composed_lifts.models import _decode
-from composed_lifts.models._sampling import Sampling, choose_tokens, process_scores, sampling_from
+from composed_lifts.models._sampling import (
+    Sampling,
+    candidates,
+    choose_tokens,
+    next_tokens,
+    process_scores,
+    sampling_from,
+)
 from hf_models import VOCAB, load_reference, make_model, make_tokenizer
 
 ROWS = [[5, 17, 3], [8, 8, 2, 91, 4, 6], [1, 2, 3, 4, 5]]
@@ -226,3 +233,28 @@ def test_tokenizer_files_are_named(tmp_path):
     make_tokenizer(tmp_path, chat_template=False)
     with pytest.raises(InputFileError, match="has no chat template"):
         models.Tokenizer.from_folder(tmp_path).render_chat([{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize("top_p, min_p", [(1.0, None), (0.8, None), (0.9, 0.05)])
+def test_top_k_candidates_are_the_processed_scores(top_p, min_p):
+    sampling = Sampling(do_sample=True, temperature=0.7, top_k=12, top_p=top_p, min_p=min_p,
+                        repetition_penalty=1.2)  # fmt: skip
+    rng = np.random.default_rng(1)
+    scores = jnp.asarray(rng.standard_normal((3, VOCAB)).astype(np.float32) * 3)
+    seen = jnp.asarray(rng.random((3, VOCAB)) < 0.2)
+    want = np.asarray(process_scores(sampling, scores, seen))
+    values, ids = candidates(sampling, scores, seen)
+    got = np.full(want.shape, -np.inf, np.float32)
+    np.put_along_axis(got, np.asarray(ids), np.asarray(values), axis=1)
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-6)
+    draws = 4000  # and the draws follow the processed distribution
+    picked = np.asarray(next_tokens(sampling, jnp.broadcast_to(scores[:1], (draws, VOCAB)),
+                                    jnp.broadcast_to(seen[:1], (draws, VOCAB)),
+                                    jax.random.PRNGKey(0)))  # fmt: skip
+    probs = np.asarray(jax.nn.softmax(jnp.asarray(want[0]))).astype(np.float64)
+    kept = probs > 0
+    counts = np.bincount(picked, minlength=VOCAB)
+    assert (counts[~kept] == 0).all()
+    expected = draws * probs[kept] / probs[kept].sum()
+    assert scipy.stats.chisquare(counts[kept], expected).pvalue > 0.001

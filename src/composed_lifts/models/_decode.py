@@ -33,7 +33,7 @@ from .._errors import ArgumentRangeError, ArgumentTypeError, InputShapeError
 from .._sharding import ShardingRules, default_rules, param_shardings, shard_batch
 from ._attention import KVCache
 from ._compile_clock import CompileClock
-from ._sampling import Sampling, choose_tokens, process_scores, sampling_from
+from ._sampling import Sampling, next_tokens, sampling_from
 from ._sharding_axes import STACKS, param_axes
 
 __all__ = ["Generation", "StopReason", "generate", "generate_with_details", "init_cache"]
@@ -76,8 +76,7 @@ class _State(NamedTuple):
 def _next(sampling: Sampling, logits, state: _State, done, pad):
     """Choose the tokens after ``state.token`` from ``logits (B, 1, V)``; rows ``done`` emit pad."""
     key, draw = jax.random.split(state.key)
-    scores = process_scores(sampling, logits[:, -1], state.seen if sampling.penalised else None)
-    chosen = choose_tokens(sampling, scores, draw)
+    chosen = next_tokens(sampling, logits[:, -1], state.seen if sampling.penalised else None, draw)
     chosen = jnp.where(done, pad, chosen)
     seen = state.seen
     if sampling.penalised:

@@ -28,7 +28,14 @@ import jax.numpy as jnp
 from .._arguments import check_integer, check_seed
 from .._errors import ArgumentRangeError, ArgumentTypeError
 
-__all__ = ["Sampling", "choose_tokens", "process_scores", "sampling_from"]
+__all__ = [
+    "Sampling",
+    "candidates",
+    "choose_tokens",
+    "next_tokens",
+    "process_scores",
+    "sampling_from",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,10 +120,7 @@ def sampling_from(defaults: dict, names: dict[str, str] | None = None, **given) 
 
 def process_scores(sampling: Sampling, scores: jax.Array, seen: jax.Array | None) -> jax.Array:
     """``transformers``' processed scores ``(B, V)`` float32 (see the module docstring)."""
-    scores = scores.astype(jnp.float32)
-    if sampling.penalised and seen is not None:
-        p = sampling.repetition_penalty
-        scores = jnp.where(seen, jnp.where(scores < 0, scores * p, scores / p), scores)
+    scores = _penalised(sampling, scores, seen)
     if not sampling.sampling:
         return scores
     if sampling.temperature != 1.0:
@@ -138,6 +142,49 @@ def process_scores(sampling: Sampling, scores: jax.Array, seen: jax.Array | None
         floor = sampling.min_p * jnp.max(probs, axis=-1, keepdims=True)
         scores = jnp.where(probs < floor, -jnp.inf, scores)
     return scores
+
+
+def _penalised(sampling: Sampling, scores: jax.Array, seen: jax.Array | None) -> jax.Array:
+    scores = scores.astype(jnp.float32)
+    if sampling.penalised and seen is not None:
+        p = sampling.repetition_penalty
+        scores = jnp.where(seen, jnp.where(scores < 0, scores * p, scores / p), scores)
+    return scores
+
+
+def candidates(sampling: Sampling, scores: jax.Array, seen: jax.Array | None):
+    """With sampling and ``top_k`` below the vocabulary: the top-k tokens' processed scores.
+
+    Returns ``(values (B, k), ids (B, k))``: :func:`process_scores` at ``ids``
+    (``-inf`` where top-p or min-p removes one); every other token's processed
+    score is ``-inf``. The same distribution without sorting or drawing over the
+    whole vocabulary (ties at the k-th score are broken by index, where
+    ``transformers`` keeps them all).
+    """
+    scores = _penalised(sampling, scores, seen)
+    if sampling.temperature != 1.0:
+        scores = scores / sampling.temperature
+    assert sampling.top_k is not None
+    values, ids = jax.lax.top_k(scores, sampling.top_k)  # descending
+    if sampling.top_p < 1.0:
+        probs = jax.nn.softmax(values, axis=-1)
+        below = jnp.cumsum(probs[:, ::-1], axis=-1)[:, ::-1]  # ascending cumsum, per rank
+        drop = below <= 1.0 - sampling.top_p
+        drop = drop.at[:, 0].set(False)  # min_tokens_to_keep = 1
+        values = jnp.where(drop, -jnp.inf, values)
+    if sampling.min_p is not None:
+        probs = jax.nn.softmax(values, axis=-1)
+        values = jnp.where(probs < sampling.min_p * probs[:, :1], -jnp.inf, values)
+    return values, ids
+
+
+def next_tokens(sampling: Sampling, scores: jax.Array, seen: jax.Array | None, key: jax.Array):
+    """Process ``scores`` ``(B, V)`` and choose each row's next token (the fast path when it can)."""
+    if sampling.sampling and sampling.top_k is not None and sampling.top_k < scores.shape[-1]:
+        values, ids = candidates(sampling, scores, seen)
+        pick = jax.random.categorical(key, values, axis=-1)
+        return jnp.take_along_axis(ids, pick[:, None], axis=-1)[:, 0].astype(jnp.int32)
+    return choose_tokens(sampling, process_scores(sampling, scores, seen), key)
 
 
 def choose_tokens(sampling: Sampling, scores: jax.Array, key: jax.Array) -> jax.Array:
