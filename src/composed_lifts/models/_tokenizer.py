@@ -41,8 +41,14 @@ class Tokenizer:
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> Tokenizer:
-        import tokenizers
-
+        try:
+            import tokenizers
+        except ImportError:
+            raise InputFileError(
+                "text prompts",
+                "need the tokenizers library, which is not installed",
+                "pip install 'composed-lifts[text]' (tokenizers and jinja2)",
+            ) from None
         folder = Path(folder)
         path = folder / "tokenizer.json"
         if not path.is_file():
