@@ -26,7 +26,9 @@ from _timing import summarize
 __all__ = ["measure"]
 
 BARE_IMPORTS = "import jax, flax.linen as nn, numpy as np\n"
-BARE_RECIPE = BARE_IMPORTS + '''
+BARE_RECIPE = (
+    BARE_IMPORTS
+    + """
 class Block(nn.Module):
     features: int
     @nn.compact
@@ -41,7 +43,8 @@ x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
 def forward(seed, x):
     return model.apply(model.init(jax.random.PRNGKey(seed), x, None), x, None)[0].reshape(-1)
 print(np.asarray(forward(0, x)).tolist())
-'''
+"""
+)
 
 
 def _cli() -> list[str]:
@@ -63,8 +66,11 @@ def measure(*, rounds: int, warm_all: bool = True, tick=lambda msg: None) -> dic
     Before timing, the cached CLI runs once to fill its cache; with ``warm_all``
     every contender also runs once untimed (to warm the OS file cache).
     """
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith("JAX_COMPILATION_CACHE") and k != "COMPOSED_LIFTS_CACHE"}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("JAX_COMPILATION_CACHE") and k != "COMPOSED_LIFTS_CACHE"
+    }
     with tempfile.TemporaryDirectory(prefix="jax-cache-") as cache:
         cold = dict(base, COMPOSED_LIFTS_CACHE="off")
         cached = dict(
@@ -75,13 +81,22 @@ def measure(*, rounds: int, warm_all: bool = True, tick=lambda msg: None) -> dic
             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
         )
         contenders = {
-            "bare_imports": ("bare imports (jax, flax.linen, numpy)",
-                             [sys.executable, "-c", BARE_IMPORTS], base),
-            "bare_recipe": ("bare script: imports + jitted recipe",
-                            [sys.executable, "-c", BARE_RECIPE], base),
+            "bare_imports": (
+                "bare imports (jax, flax.linen, numpy)",
+                [sys.executable, "-c", BARE_IMPORTS],
+                base,
+            ),
+            "bare_recipe": (
+                "bare script: imports + jitted recipe",
+                [sys.executable, "-c", BARE_RECIPE],
+                base,
+            ),
             "cli": ("composed-lifts run, cache off", _cli() + ["run", "--format", "json"], cold),
-            "cli_cached": ("composed-lifts run, warm persistent cache",
-                           _cli() + ["run", "--format", "json"], cached),
+            "cli_cached": (
+                "composed-lifts run, warm persistent cache",
+                _cli() + ["run", "--format", "json"],
+                cached,
+            ),
         }
         for key, (_, cmd, env) in contenders.items():
             if warm_all or key == "cli_cached":

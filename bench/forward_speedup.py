@@ -75,25 +75,27 @@ def measure(rounds: int, fast_per_round: int) -> dict:
 def to_markdown(res: dict) -> str:
     p, f = res["seed_recipe"], res["composed_lifts_forward"]
     m = res["machine"]
-    return "\n".join([
-        "# composed_lifts_forward: repeated calls vs the seed's plain recipe",
-        "",
-        f"{m['date']}, {m['nproc']} cores ({m['cpu']}), jax {m['versions']['jax']}, "
-        f"flax {m['versions']['flax']}; {m['note']}.",
-        "",
-        f"B={B}, N={N}, F={F}, float32, warm, a new seed on every call. {res['method']}.",
-        "",
-        "| form | median per call | min per call |",
-        "|---|---:|---:|",
-        f"| seed's plain recipe (re-traces, re-compiles) | {p['median_s'] * 1e3:.1f} ms | "
-        f"{p['min_s'] * 1e3:.1f} ms |",
-        f"| `composed_lifts_forward` (compiled once) | {f['median_s'] * 1e6:.1f} us | "
-        f"{f['min_s'] * 1e6:.1f} us |",
-        f"| **speedup** | **{res['speedup_median']:.0f}x** | {res['speedup_min']:.0f}x |",
-        "",
-        f"Target: at least {TARGET:.0f}x; {'met' if res['met'] else 'NOT met'}.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# composed_lifts_forward: repeated calls vs the seed's plain recipe",
+            "",
+            f"{m['date']}, {m['nproc']} cores ({m['cpu']}), jax {m['versions']['jax']}, "
+            f"flax {m['versions']['flax']}; {m['note']}.",
+            "",
+            f"B={B}, N={N}, F={F}, float32, warm, a new seed on every call. {res['method']}.",
+            "",
+            "| form | median per call | min per call |",
+            "|---|---:|---:|",
+            f"| seed's plain recipe (re-traces, re-compiles) | {p['median_s'] * 1e3:.1f} ms | "
+            f"{p['min_s'] * 1e3:.1f} ms |",
+            f"| `composed_lifts_forward` (compiled once) | {f['median_s'] * 1e6:.1f} us | "
+            f"{f['min_s'] * 1e6:.1f} us |",
+            f"| **speedup** | **{res['speedup_median']:.0f}x** | {res['speedup_min']:.0f}x |",
+            "",
+            f"Target: at least {TARGET:.0f}x; {'met' if res['met'] else 'NOT met'}.",
+            "",
+        ]
+    )
 
 
 def main(argv=None) -> int:

@@ -89,9 +89,16 @@ def measure_size(size: str, *, rounds: int, sample_s: float, skip=(), tick=lambd
     best = max(peaks, key=peaks.get)
     for k, gflops in peaks.items():
         rows[k]["gflops"] = gflops
-    return {"B": B, "N": N, "F": F, "flops": problem.flops, "rows": rows,
-            "peak_gflops": peaks[best], "peak_by": best.removeprefix("peak_"),
-            "limit_s": problem.flops / (peaks[best] * 1e9)}
+    return {
+        "B": B,
+        "N": N,
+        "F": F,
+        "flops": problem.flops,
+        "rows": rows,
+        "peak_gflops": peaks[best],
+        "peak_by": best.removeprefix("peak_"),
+        "limit_s": problem.flops / (peaks[best] * 1e9),
+    }
 
 
 def _peak_fns(n: int = PEAK_N) -> dict:

@@ -98,7 +98,7 @@ def run_pair(arch: str, rounds: int) -> dict:
             torch_prompt, attention_mask=mask, do_sample=False, max_new_tokens=NEW, pad_token_id=0
         ).numpy()[:, PROMPT:]
     got = np.asarray(forward(params, ours_ids))
-    tokens = models.generate(model, params, prompt, NEW)  # compiles
+    tokens = models.generate(model, params, prompt, NEW, eos_token_id=None)  # compiles
     agreement = {
         "max_abs_logit_diff": float(np.abs(got - want).max()),
         "max_abs_logit": float(np.abs(want).max()),
@@ -128,7 +128,7 @@ def run_pair(arch: str, rounds: int) -> dict:
 
     fns = {
         "ours_prefill": lambda: forward(params, ours_ids).block_until_ready(),
-        "ours_generate": lambda: models.generate(model, params, prompt, NEW),
+        "ours_generate": lambda: models.generate(model, params, prompt, NEW, eos_token_id=None),
     }
     for n in sorted({1, DEFAULT_THREADS}):
         fns[f"torch_prefill_{n}t"] = threads(n, torch_prefill)

@@ -66,8 +66,10 @@ def main() -> int:
     ]
     for name, s in samples.items():
         st = summarize(s)
-        lines.append(f"| {name} | {st['median_s'] * 1e6:.1f} us | {st['min_s'] * 1e6:.1f} us | "
-                     f"{st['median_s'] / base:.2f} |")
+        lines.append(
+            f"| {name} | {st['median_s'] * 1e6:.1f} us | {st['min_s'] * 1e6:.1f} us | "
+            f"{st['median_s'] / base:.2f} |"
+        )
     md = "\n".join(lines) + "\n"
     print(md)
     (HERE / "results" / "nnx_state_overhead.md").write_text(md)

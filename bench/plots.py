@@ -1,6 +1,6 @@
 """PNG plots of a results.json: latency by size, compile time vs N, memory and step time vs N.
 
-    .venv/bin/python bench/plots.py bench/results/results.json   # re-draw from a saved run
+.venv/bin/python bench/plots.py bench/results/results.json   # re-draw from a saved run
 """
 
 from __future__ import annotations
@@ -16,22 +16,32 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 __all__ = ["write_all"]
 
-COLORS = {"ours": "#1f77b4", "jax": "#7f7f7f", "peer": "#ff7f0e", "recipe": "#d62728",
-          "limit": "#2ca02c"}
+COLORS = {
+    "ours": "#1f77b4",
+    "jax": "#7f7f7f",
+    "peer": "#ff7f0e",
+    "recipe": "#d62728",
+    "limit": "#2ca02c",
+}
 
 
 def _subtitle(res, what="bars within one panel") -> str:
     m = res["machine"]
-    return (f"{m['date']}, {m['nproc']} cores {m['cpu']}, jax {m['versions']['jax']}; "
-            f"shared machine: compare {what}")
+    return (
+        f"{m['date']}, {m['nproc']} cores {m['cpu']}, jax {m['versions']['jax']}; "
+        f"shared machine: compare {what}"
+    )
 
 
 def latency(res, path):
     lat = res["latency"]
     fig, axes = plt.subplots(1, len(lat), figsize=(6 * len(lat), 6.5), sharey=True)
     for ax, (size, d) in zip(axes, lat.items(), strict=True):
-        rows = [(k, r) for k, r in d["rows"].items()
-                if "median_s" in r and k != "seed_recipe" and not k.startswith("peak_")]
+        rows = [
+            (k, r)
+            for k, r in d["rows"].items()
+            if "median_s" in r and k != "seed_recipe" and not k.startswith("peak_")
+        ]
         labels = [r["name"] for _, r in rows]
         # the trivial call is drawn at the small size only (it would squash the others'
         # log scale), but keeps its row so that the shared y axis stays aligned
@@ -43,8 +53,12 @@ def latency(res, path):
         ax.plot(lo, y, "k|", markersize=10, label="min")
         if "limit_s" in d:
             limit = d["limit_s"] * 1e6
-            ax.axvline(limit, color=COLORS["limit"], ls="--",
-                       label=f"matmul-peak limit {limit:.3g} us ({d['peak_gflops']:.0f} GFLOP/s)")
+            ax.axvline(
+                limit,
+                color=COLORS["limit"],
+                ls="--",
+                label=f"matmul-peak limit {limit:.3g} us ({d['peak_gflops']:.0f} GFLOP/s)",
+            )
         ax.set_xscale("log")
         floor = min([v for v in lo if v == v] + ([d["limit_s"] * 1e6] if "limit_s" in d else []))
         ax.set_xlim(left=floor / 2)
@@ -55,9 +69,11 @@ def latency(res, path):
         ax.set_xlabel("forward latency, us (bar: median; |: min; log)")
         ax.grid(axis="x", which="both", alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle("Steady-state forward latency (blue: ours; grey: JAX by hand; orange: other "
-                 "libraries; the seed's recipe, at ~1 s, is left out)\n" + _subtitle(res),
-                 fontsize=10)
+    fig.suptitle(
+        "Steady-state forward latency (blue: ours; grey: JAX by hand; orange: other "
+        "libraries; the seed's recipe, at ~1 s, is left out)\n" + _subtitle(res),
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -75,8 +91,11 @@ def compile_time(res, path):
     ax.set_yscale("log")
     ax.set_xlabel("N layers (log)")
     ax.set_ylabel("trace + lower + compile, s (median, log)")
-    ax.set_title("Compile time vs depth, B=64 F=256: scanned (solid) vs unrolled (dashed)\n"
-                 + _subtitle(res, "lines within one plot"), fontsize=9)
+    ax.set_title(
+        "Compile time vs depth, B=64 F=256: scanned (solid) vs unrolled (dashed)\n"
+        + _subtitle(res, "lines within one plot"),
+        fontsize=9,
+    )
     ax.grid(which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -90,10 +109,20 @@ def memory(res, path):
     for col, block in enumerate(train.values()):
         for policy, by_n in block["by_policy"].items():
             ns = sorted(int(n) for n in by_n)
-            axes[0, col].plot(ns, [by_n[str(n)]["grad_temp_bytes"] / 1e6 for n in ns], "-o",
-                              label=f"remat {policy}", markersize=4)
-            axes[1, col].plot(ns, [by_n[str(n)]["step"]["median_s"] * 1e3 for n in ns], "-o",
-                              label=f"remat {policy}", markersize=4)
+            axes[0, col].plot(
+                ns,
+                [by_n[str(n)]["grad_temp_bytes"] / 1e6 for n in ns],
+                "-o",
+                label=f"remat {policy}",
+                markersize=4,
+            )
+            axes[1, col].plot(
+                ns,
+                [by_n[str(n)]["step"]["median_s"] * 1e3 for n in ns],
+                "-o",
+                label=f"remat {policy}",
+                markersize=4,
+            )
         axes[0, col].set_title(f"{block['name']}: scratch of value_and_grad (XLA)")
         axes[0, col].set_ylabel("MB")
         axes[1, col].set_title(f"{block['name']}: SGD step time (median)")
@@ -104,9 +133,11 @@ def memory(res, path):
             ax.set_xlabel("N layers")
             ax.grid(which="both", alpha=0.3)
             ax.legend(fontsize=8)
-    fig.suptitle("Training memory and step time vs depth, B=64 F=256\n"
-                 + _subtitle(res, "lines within one plot"),
-                 fontsize=10)
+    fig.suptitle(
+        "Training memory and step time vs depth, B=64 F=256\n"
+        + _subtitle(res, "lines within one plot"),
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -115,9 +146,11 @@ def memory(res, path):
 def write_all(res: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
     """Draw every plot the results allow; return the paths written."""
     written = []
-    for key, fn, name in (("latency", latency, "latency.png"),
-                          ("compile", compile_time, "compile_time.png"),
-                          ("train", memory, "memory.png")):
+    for key, fn, name in (
+        ("latency", latency, "latency.png"),
+        ("compile", compile_time, "compile_time.png"),
+        ("train", memory, "memory.png"),
+    ):
         if key in res:
             fn(res, out_dir / name)
             written.append(out_dir / name)
@@ -125,7 +158,10 @@ def write_all(res: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
 
 
 if __name__ == "__main__":
-    src = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else
-                       pathlib.Path(__file__).parent / "results" / "results.json")
+    src = pathlib.Path(
+        sys.argv[1]
+        if len(sys.argv) > 1
+        else pathlib.Path(__file__).parent / "results" / "results.json"
+    )
     for p in write_all(json.loads(src.read_text()), src.parent):
         print(p)

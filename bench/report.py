@@ -24,13 +24,22 @@ def _fmt_s(s: float | None) -> str:
 
 def _target(name, value, bound, *, below: bool, detail: str) -> dict:
     met = None if value is None else (value <= bound if below else value >= bound)
-    return {"target": name, "value": value, "bound": bound,
-            "sense": "<=" if below else ">=", "met": met, "detail": detail}
+    return {
+        "target": name,
+        "value": value,
+        "bound": bound,
+        "sense": "<=" if below else ">=",
+        "met": met,
+        "detail": detail,
+    }
 
 
 def _fastest_peer(rows):
-    peers = [(r["median_s"], k) for k, r in rows.items()
-             if r.get("group") in PEER_GROUPS and "median_s" in r]
+    peers = [
+        (r["median_s"], k)
+        for k, r in rows.items()
+        if r.get("group") in PEER_GROUPS and "median_s" in r
+    ]
     return min(peers) if peers else (None, None)
 
 
@@ -44,25 +53,53 @@ def targets(res: dict) -> list[dict]:
             best, who = _fastest_peer(rows)
             mine = _med(rows, ours)
             value = mine / best if mine and best else None
-            out.append(_target(f"{ours} at {size} vs fastest peer", value, 1.0, below=True,
-                               detail=f"fastest peer: {rows.get(who, {}).get('name')}"))
+            out.append(
+                _target(
+                    f"{ours} at {size} vs fastest peer",
+                    value,
+                    1.0,
+                    below=True,
+                    detail=f"fastest peer: {rows.get(who, {}).get('name')}",
+                )
+            )
         large = lat.get("large", {})
         mine = _med(large.get("rows", {}), ours)
         frac = large["limit_s"] / mine if mine and "limit_s" in large else None
-        detail = (f"peak {large['peak_gflops']:.0f} GFLOP/s ({large['peak_by']}), same rounds"
-                  if "peak_gflops" in large else "no peak measured")
-        out.append(_target(f"{ours} at large: fraction of matmul peak", frac, 0.9, below=False,
-                           detail=detail))
+        detail = (
+            f"peak {large['peak_gflops']:.0f} GFLOP/s ({large['peak_by']}), same rounds"
+            if "peak_gflops" in large
+            else "no peak measured"
+        )
+        out.append(
+            _target(
+                f"{ours} at large: fraction of matmul peak", frac, 0.9, below=False, detail=detail
+            )
+        )
         rows = lat.get("medium", {}).get("rows", {})
-        torch_best = min((t for t in (_med(rows, "torch_eager"), _med(rows, "torch_compile"))
-                          if t), default=None)
+        torch_best = min(
+            (t for t in (_med(rows, "torch_eager"), _med(rows, "torch_compile")) if t), default=None
+        )
         mine = _med(rows, ours)
-        out.append(_target(f"{ours} at medium vs best PyTorch", mine / torch_best
-                           if mine and torch_best else None, 1.0, below=True, detail=""))
+        out.append(
+            _target(
+                f"{ours} at medium vs best PyTorch",
+                mine / torch_best if mine and torch_best else None,
+                1.0,
+                below=True,
+                detail="",
+            )
+        )
         rows = lat.get("small", {}).get("rows", {})
         mine, base = _med(rows, ours), _med(rows, "jax_scan")
-        out.append(_target(f"{ours} at small vs hand-written lax.scan",
-                           mine / base if mine and base else None, 1.2, below=True, detail=""))
+        out.append(
+            _target(
+                f"{ours} at small vs hand-written lax.scan",
+                mine / base if mine and base else None,
+                1.2,
+                below=True,
+                detail="",
+            )
+        )
     comp = res.get("compile", {})
     for form in ("ours_linen", "ours_nnx", "jax_scan"):
         by_n = comp.get(form, {}).get("by_n", {})
@@ -70,33 +107,64 @@ def targets(res: dict) -> list[dict]:
         value = None
         if hi and "4" in by_n:
             value = by_n[str(hi)]["total"]["median_s"] / by_n["4"]["total"]["median_s"]
-        out.append(_target(f"compile time {form}: N={hi} / N=4", value, 1.3, below=True,
-                           detail="trace + lower + XLA compile"))
+        out.append(
+            _target(
+                f"compile time {form}: N={hi} / N=4",
+                value,
+                1.3,
+                below=True,
+                detail="trace + lower + XLA compile",
+            )
+        )
     mlp = res.get("train", {}).get("mlp4x", {}).get("by_policy", {})
     if mlp:
         n = str(max(int(k) for k in mlp["NONE"]))
         none, full = mlp["NONE"][n], mlp["FULL"][n]
-        out.append(_target(f"remat FULL on MLP 4x at N={n}: scratch cut (grad)",
-                           none["grad_temp_bytes"] / full["grad_temp_bytes"], 3.0, below=False,
-                           detail=f"whole SGD step scratch cut: "
-                                  f"{none['step_temp_bytes'] / full['step_temp_bytes']:.2f}x"))
-        out.append(_target(f"remat FULL on MLP 4x at N={n}: step time cost",
-                           full["step"]["median_s"] / none["step"]["median_s"], 1.35, below=True,
-                           detail=""))
+        out.append(
+            _target(
+                f"remat FULL on MLP 4x at N={n}: scratch cut (grad)",
+                none["grad_temp_bytes"] / full["grad_temp_bytes"],
+                3.0,
+                below=False,
+                detail=f"whole SGD step scratch cut: "
+                f"{none['step_temp_bytes'] / full['step_temp_bytes']:.2f}x",
+            )
+        )
+        out.append(
+            _target(
+                f"remat FULL on MLP 4x at N={n}: step time cost",
+                full["step"]["median_s"] / none["step"]["median_s"],
+                1.35,
+                below=True,
+                detail="",
+            )
+        )
     cli = res.get("cli", {}).get("rows", {})
     if cli:
         base = cli["bare_imports"]["median_s"]
         recipe = cli["bare_recipe"]["median_s"]
         for key in ("cli", "cli_cached"):
-            out.append(_target(f"{cli[key]['name']} / bare imports", cli[key]["median_s"] / base,
-                               1.1, below=True,
-                               detail=f"vs the bare script that also runs the recipe: "
-                                      f"{cli[key]['median_s'] / recipe:.2f}x"))
+            out.append(
+                _target(
+                    f"{cli[key]['name']} / bare imports",
+                    cli[key]["median_s"] / base,
+                    1.1,
+                    below=True,
+                    detail=f"vs the bare script that also runs the recipe: "
+                    f"{cli[key]['median_s'] / recipe:.2f}x",
+                )
+            )
     rows = lat.get("small", {}).get("rows", {})
     slow, fast = _med(rows, "seed_recipe"), _med(rows, "ours_forward")
-    out.append(_target("composed_lifts_forward repeated call vs seed recipe (small)",
-                       slow / fast if slow and fast else None, 300.0, below=False,
-                       detail="new seed each call, warm"))
+    out.append(
+        _target(
+            "composed_lifts_forward repeated call vs seed recipe (small)",
+            slow / fast if slow and fast else None,
+            300.0,
+            below=False,
+            detail="new seed each call, warm",
+        )
+    )
     return out
 
 
@@ -129,8 +197,10 @@ def _latency_rows(res):
             cells.append(cell)
         yield [label, *cells]
     if lat and all("limit_s" in d for d in lat.values()):
-        yield ["**matmul-peak limit** (flops / best matmul rate)",
-               *[_fmt_s(lat[s]["limit_s"]) for s in sizes]]
+        yield [
+            "**matmul-peak limit** (flops / best matmul rate)",
+            *[_fmt_s(lat[s]["limit_s"]) for s in sizes],
+        ]
 
 
 def _table(header, rows) -> list[str]:
@@ -158,39 +228,70 @@ def markdown(res: dict) -> str:
     ]
     if "latency" in res:
         sizes = [f"{k} B={d['B']} N={d['N']} F={d['F']}" for k, d in res["latency"].items()]
-        lines += ["", "## Forward latency: median / min (median relative to hand-written "
-                      "lax.scan)", "", *_table(["form", *sizes], _latency_rows(res))]
+        lines += [
+            "",
+            "## Forward latency: median / min (median relative to hand-written lax.scan)",
+            "",
+            *_table(["form", *sizes], _latency_rows(res)),
+        ]
     if "compile" in res:
         comp = res["compile"]
         depths = sorted({int(n) for f in comp.values() for n in f["by_n"]})
         rows = []
         for f in comp.values():
-            cells = [_fmt_s(f["by_n"][str(n)]["total"]["median_s"]) if str(n) in f["by_n"]
-                     else "-" for n in depths]
-            rows.append([f["name"] + ("" if "skipped" not in f else f" (skipped: {f['skipped']})"),
-                         *cells])
-        lines += ["", "## Compile time (trace + lower + XLA compile, median) vs N, B=64 F=256",
-                  "", *_table(["form", *[f"N={n}" for n in depths]], rows)]
+            cells = [
+                _fmt_s(f["by_n"][str(n)]["total"]["median_s"]) if str(n) in f["by_n"] else "-"
+                for n in depths
+            ]
+            rows.append(
+                [f["name"] + ("" if "skipped" not in f else f" (skipped: {f['skipped']})"), *cells]
+            )
+        lines += [
+            "",
+            "## Compile time (trace + lower + XLA compile, median) vs N, B=64 F=256",
+            "",
+            *_table(["form", *[f"N={n}" for n in depths]], rows),
+        ]
     if "train" in res:
-        lines += ["", "## Training step vs N (B=64, F=256): grad scratch MB / step scratch MB / "
-                      "step time", ""]
+        lines += [
+            "",
+            "## Training step vs N (B=64, F=256): grad scratch MB / step scratch MB / step time",
+            "",
+        ]
         for block in res["train"].values():
             pol = block["by_policy"]
             depths = sorted(int(n) for n in pol["NONE"])
             rows = []
             for p, by_n in pol.items():
-                rows.append([p, *[f"{by_n[str(n)]['grad_temp_bytes'] / 1e6:.1f} / "
-                                  f"{by_n[str(n)]['step_temp_bytes'] / 1e6:.1f} / "
-                                  f"{_fmt_s(by_n[str(n)]['step']['median_s'])}" for n in depths]])
-            lines += [f"### {block['name']}", "",
-                      *_table(["remat", *[f"N={n}" for n in depths]], rows), ""]
+                rows.append(
+                    [
+                        p,
+                        *[
+                            f"{by_n[str(n)]['grad_temp_bytes'] / 1e6:.1f} / "
+                            f"{by_n[str(n)]['step_temp_bytes'] / 1e6:.1f} / "
+                            f"{_fmt_s(by_n[str(n)]['step']['median_s'])}"
+                            for n in depths
+                        ],
+                    ]
+                )
+            lines += [
+                f"### {block['name']}",
+                "",
+                *_table(["remat", *[f"N={n}" for n in depths]], rows),
+                "",
+            ]
     if "cli" in res:
-        rows = [[r["name"], _fmt_s(r["median_s"]), _fmt_s(r["min_s"])]
-                for r in res["cli"]["rows"].values()]
+        rows = [
+            [r["name"], _fmt_s(r["median_s"]), _fmt_s(r["min_s"])]
+            for r in res["cli"]["rows"].values()
+        ]
         when = res["cli"].get("measured_at")
-        lines += ["", "## Process start to result"
-                  + (f" (re-measured alone at {when})" if when else ""), "",
-                  *_table(["process", "median", "min"], rows)]
+        lines += [
+            "",
+            "## Process start to result" + (f" (re-measured alone at {when})" if when else ""),
+            "",
+            *_table(["process", "median", "min"], rows),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -219,8 +320,11 @@ if __name__ == "__main__":  # re-render results.md (and the targets) from a save
     import pathlib
     import sys
 
-    src = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else
-                       pathlib.Path(__file__).parent / "results" / "results.json")
+    src = pathlib.Path(
+        sys.argv[1]
+        if len(sys.argv) > 1
+        else pathlib.Path(__file__).parent / "results" / "results.json"
+    )
     saved = json.loads(src.read_text())
     saved["targets"] = targets(saved)
     src.write_text(json.dumps(saved, indent=2) + "\n")

@@ -45,19 +45,30 @@ SECTIONS = ("latency", "compile", "train", "cli")
 
 _QUICK_SKIP = "skipped in --quick"
 QUICK = {
-    "latency_rounds": 2, "sample_s": 0.01,
-    "depths": [1, 4, 64, 1024], "unrolled_depths": [1, 4, 16], "compile_reps": 1,
-    "train_depths": [16], "train_rounds": 2, "cli_rounds": 1,
+    "latency_rounds": 2,
+    "sample_s": 0.01,
+    "depths": [1, 4, 64, 1024],
+    "unrolled_depths": [1, 4, 16],
+    "compile_reps": 1,
+    "train_depths": [16],
+    "train_rounds": 2,
+    "cli_rounds": 1,
     # (size or "*", form) -> why it is left out
-    "skip": {("*", "torch_compile"): _QUICK_SKIP + " (compiling takes 20 s a size)",
-             ("medium", "seed_recipe"): _QUICK_SKIP + " (1-3 s a call)",
-             ("large", "seed_recipe"): _QUICK_SKIP + " (1-3 s a call)"},
+    "skip": {
+        ("*", "torch_compile"): _QUICK_SKIP + " (compiling takes 20 s a size)",
+        ("medium", "seed_recipe"): _QUICK_SKIP + " (1-3 s a call)",
+        ("large", "seed_recipe"): _QUICK_SKIP + " (1-3 s a call)",
+    },
 }
 FULL = {
-    "latency_rounds": 10, "sample_s": 0.03,
+    "latency_rounds": 10,
+    "sample_s": 0.03,
     "depths": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
-    "unrolled_depths": [1, 2, 4, 8, 16, 32, 64, 128], "compile_reps": 3,
-    "train_depths": [1, 4, 16, 64], "train_rounds": 5, "cli_rounds": 4,
+    "unrolled_depths": [1, 2, 4, 8, 16, 32, 64, 128],
+    "compile_reps": 3,
+    "train_depths": [1, 4, 16, 64],
+    "train_rounds": 5,
+    "cli_rounds": 4,
     "skip": {},
 }
 
@@ -81,8 +92,11 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"sections, from {SECTIONS}")
     ap.add_argument("--out", type=pathlib.Path, default=None, help="results directory")
     ap.add_argument("--sizes", default="small,medium,large", help="latency sizes to run")
-    ap.add_argument("--keep-openblas-env", action="store_true",
-                    help="do not unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for this run")
+    ap.add_argument(
+        "--keep-openblas-env",
+        action="store_true",
+        help="do not unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for this run",
+    )
     args = ap.parse_args(argv)
     _reexec_without_openblas_overrides(argv)
 
@@ -115,8 +129,10 @@ def main(argv=None) -> int:
     import latency
 
     if set(sizes) - set(latency.SIZES):
-        ap.error(f"unknown sizes {sorted(set(sizes) - set(latency.SIZES))}; "
-                 f"choose from {tuple(latency.SIZES)}")
+        ap.error(
+            f"unknown sizes {sorted(set(sizes) - set(latency.SIZES))}; "
+            f"choose from {tuple(latency.SIZES)}"
+        )
 
     steps = {
         "latency": len(sizes) * (len(latency.FORMS) + cfg["latency_rounds"]),
@@ -127,8 +143,12 @@ def main(argv=None) -> int:
         "cli": 4 * cfg["cli_rounds"],
     }
     with Progress(
-        TextColumn("[bold]{task.description:<52}"), BarColumn(), TextColumn("{task.completed}/"
-        "{task.total}"), TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]{task.description:<52}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as progress:
         task = progress.add_task("starting", total=sum(steps[s] for s in sections))
 
@@ -147,7 +167,9 @@ def main(argv=None) -> int:
             def all_sizes():
                 return {
                     size: latency.measure_size(
-                        size, rounds=cfg["latency_rounds"], sample_s=cfg["sample_s"],
+                        size,
+                        rounds=cfg["latency_rounds"],
+                        sample_s=cfg["sample_s"],
                         skip={f: why for (s, f), why in cfg["skip"].items() if s in ("*", size)},
                         tick=tick,
                     )
@@ -156,22 +178,33 @@ def main(argv=None) -> int:
 
             timed("latency", all_sizes)
         if "compile" in sections:
-            timed("compile", lambda: compile_time.measure(
-                cfg["depths"], cfg["unrolled_depths"], reps=cfg["compile_reps"], tick=tick
-            ))
+            timed(
+                "compile",
+                lambda: compile_time.measure(
+                    cfg["depths"], cfg["unrolled_depths"], reps=cfg["compile_reps"], tick=tick
+                ),
+            )
         if "train" in sections:
             import train_memory
 
-            timed("train", lambda: train_memory.measure(
-                cfg["train_depths"], rounds=cfg["train_rounds"], sample_s=cfg["sample_s"] * 3,
-                tick=tick,
-            ))
+            timed(
+                "train",
+                lambda: train_memory.measure(
+                    cfg["train_depths"],
+                    rounds=cfg["train_rounds"],
+                    sample_s=cfg["sample_s"] * 3,
+                    tick=tick,
+                ),
+            )
         if "cli" in sections:
             import cli_start
 
-            timed("cli", lambda: cli_start.measure(
-                rounds=cfg["cli_rounds"], warm_all=not args.quick, tick=tick
-            ))
+            timed(
+                "cli",
+                lambda: cli_start.measure(
+                    rounds=cfg["cli_rounds"], warm_all=not args.quick, tick=tick
+                ),
+            )
     results["wall_s"] = time.perf_counter() - start
     results["targets"] = report.targets(results)
 
@@ -183,8 +216,10 @@ def main(argv=None) -> int:
 
     written = plots.write_all(results, out_dir)
     report.print_tables(results, console)
-    console.print(f"wrote {out_dir / 'results.json'}, results.md, "
-                  f"{', '.join(p.name for p in written)} in {results['wall_s']:.0f} s")
+    console.print(
+        f"wrote {out_dir / 'results.json'}, results.md, "
+        f"{', '.join(p.name for p in written)} in {results['wall_s']:.0f} s"
+    )
     return 0
 
 

@@ -32,8 +32,10 @@ B, F = 64, 256
 def _blocks():
     from composed_lifts import Block, MLPBlock
 
-    return {"seed_block": ("seed Block (Dense + relu)", Block),
-            "mlp4x": ("residual MLP block, 4x", MLPBlock)}
+    return {
+        "seed_block": ("seed Block (Dense + relu)", Block),
+        "mlp4x": ("residual MLP block, 4x", MLPBlock),
+    }
 
 
 BLOCKS = ("seed_block", "mlp4x")
@@ -87,7 +89,9 @@ def measure(depths, *, rounds: int, sample_s: float, tick=lambda msg: None) -> d
                 inner[policy] = calibrate(fn, sample_s, cap=50)
                 out[key]["by_policy"][policy][str(n)] = stats
             samples = round_robin(
-                fns, rounds=rounds, inner=inner,
+                fns,
+                rounds=rounds,
+                inner=inner,
                 on_round=lambda r, k=key, n=n: tick(f"train {k} N={n}: round {r + 1}/{rounds}"),
             )
             for policy, s in samples.items():

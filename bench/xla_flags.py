@@ -34,7 +34,7 @@ VARIANTS = {
     "backend_opt0": "--xla_backend_optimization_level=0",
 }
 
-CHILD = r'''
+CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import jax
@@ -57,13 +57,18 @@ for name, n in (("jax_scan", 4), ("jax_unrolled", 32)):
     lower, comp = ct._one(ct.FORMS[name][2], n)
     out[f"compile/{name} N={n}"] = lower + comp
 print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 def _child(flags: str, rounds: int) -> dict:
     env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + flags).strip())
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(HERE), str(rounds)], env=env,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(HERE), str(rounds)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -89,9 +94,11 @@ def measure(cycles: int, rounds: int, tick=print) -> dict:
         for key in results[0]:
             per_cycle = [r[key] / d[key] for r, d in zip(results, runs["default"], strict=True)]
             ratios[key] = statistics.median(per_cycle)
-        table[name] = {"flags": VARIANTS[name], "ratio_to_default": ratios,
-                       "seconds": {k: statistics.median(r[k] for r in results)
-                                   for k in results[0]}}
+        table[name] = {
+            "flags": VARIANTS[name],
+            "ratio_to_default": ratios,
+            "seconds": {k: statistics.median(r[k] for r in results) for k in results[0]},
+        }
     return table
 
 
@@ -106,8 +113,9 @@ def markdown(table: dict, info: dict, cycles: int) -> str:
         "",
         "| flags | " + " | ".join(keys) + " |",
         "|---|" + "---:|" * len(keys),
-        "| default (seconds) | " + " | ".join(f"{table['default']['seconds'][k]:.3g} s"
-                                              for k in keys) + " |",
+        "| default (seconds) | "
+        + " | ".join(f"{table['default']['seconds'][k]:.3g} s" for k in keys)
+        + " |",
     ]
     for name, row in table.items():
         if "error" in row:
@@ -115,8 +123,11 @@ def markdown(table: dict, info: dict, cycles: int) -> str:
             continue
         if name == "default":
             continue
-        lines.append(f"| {name}: `{row['flags']}` | "
-                     + " | ".join(f"{row['ratio_to_default'][k]:.2f}" for k in keys) + " |")
+        lines.append(
+            f"| {name}: `{row['flags']}` | "
+            + " | ".join(f"{row['ratio_to_default'][k]:.2f}" for k in keys)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -134,8 +145,9 @@ def main(argv=None) -> int:
     print(md)
     if args.cycles > 1:
         out = HERE / "results"
-        (out / "xla_flags.json").write_text(json.dumps({"machine": info, "table": table},
-                                                       indent=2) + "\n")
+        (out / "xla_flags.json").write_text(
+            json.dumps({"machine": info, "table": table}, indent=2) + "\n"
+        )
         (out / "xla_flags.md").write_text(md)
     return 0
 

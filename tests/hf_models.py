@@ -238,3 +238,50 @@ def assert_logits_close(ours, ref):
 
 def random_ids(seed: int, shape) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, VOCAB, shape)
+
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
+    "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+)
+TEXT = (
+    "the quick brown fox jumps over the lazy dog. user: hello there! assistant: general "
+    "kenobi, you are a bold one. système: ça va? the end\n"
+)
+
+
+def make_tokenizer(folder, *, chat_template: bool = True) -> None:
+    """Train a small BPE (at most ``VOCAB`` ids) on a short text; save it into ``folder``.
+
+    ``tokenizer.json`` and ``tokenizer_config.json`` (``<s>``/``</s>`` special
+    tokens, and the chat template unless ``chat_template=False``), as
+    ``transformers``' ``AutoTokenizer.from_pretrained`` reads them.
+    """
+    import json
+    import pathlib
+
+    import tokenizers
+    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False
+    )
+    tok.train_from_iterator([TEXT] * 4, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    assert tok.get_vocab_size() <= VOCAB
+    folder = pathlib.Path(folder)
+    tok.save(str(folder / "tokenizer.json"))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+    }
+    if chat_template:
+        config["chat_template"] = CHAT_TEMPLATE
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))

@@ -3,7 +3,8 @@
 Reference: ``transformers``' own PyTorch model of each tiny random folder
 (``hf_models.FAMILY_SPECS``: windows of 4-6 tokens, odd head dims, small soft-caps).
 Logits to ``rtol=1e-5`` (``atol`` 1e-5 of the largest |logit|), scanned and unrolled;
-16 greedy tokens from a 5-token prompt, past every window; ``to_hf`` then
+16 greedy tokens from a 5-token prompt, past every window, and from ragged
+(left-padded) prompts, equal to transformers' on the same padded batch; ``to_hf`` then
 ``from_pretrained`` gives bitwise the same weights.
 """
 
@@ -116,14 +117,46 @@ def test_greedy_tokens_equal_transformers_past_the_window(folders, name):
     assert max(windows, default=0) < prompt.shape[1] + NEW_TOKENS  # Gemma has none
     want = _greedy_reference(folders[name][1], prompt)
     assert want.shape == (2, NEW_TOKENS)
-    np.testing.assert_array_equal(models.generate(model, params, prompt, NEW_TOKENS), want)
+    got = models.generate(model, params, prompt, NEW_TOKENS, eos_token_id=None)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_greedy_unrolled_gemma3(folders):
     model, params = loaded(folders, "gemma3", scan=False)
     prompt = random_ids(4, (1, 6))
     want = _greedy_reference(folders["gemma3"][1], prompt)
-    np.testing.assert_array_equal(models.generate(model, params, prompt, NEW_TOKENS), want)
+    got = models.generate(model, params, prompt, NEW_TOKENS, eos_token_id=None)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ragged_prompts_equal_transformers_past_the_window(folders, name):
+    """Left-padded rows (pads masked, per-row positions, windows on the cache's slots)
+    give transformers' tokens on the same padded batch, and the short row its tokens alone."""
+    model, params = loaded(folders, name)
+    reference = folders[name][1]
+    long, short = random_ids(5, (1, 7))[0].tolist(), random_ids(6, (1, 2))[0].tolist()
+    rows = [long, short]
+    ids = np.array([long, [0] * (len(long) - len(short)) + short])
+    mask = np.array([[1] * len(long), [0] * (len(long) - len(short)) + [1] * len(short)])
+    reference.generation_config.eos_token_id = None
+    try:
+        with torch.no_grad():
+            out = reference.generate(
+                torch.as_tensor(ids),
+                attention_mask=torch.as_tensor(mask),
+                do_sample=False,
+                max_new_tokens=NEW_TOKENS,
+                pad_token_id=0,
+            )
+    finally:
+        reference.generation_config.eos_token_id = model.config.eos_token_id
+    want = out.numpy()[:, ids.shape[1] :]
+    np.testing.assert_array_equal(
+        models.generate(model, params, rows, NEW_TOKENS, eos_token_id=None), want
+    )
+    alone = models.generate(model, params, [short], NEW_TOKENS, eos_token_id=None)
+    np.testing.assert_array_equal(alone[0], want[1])
 
 
 @pytest.mark.parametrize("name", NAMES)

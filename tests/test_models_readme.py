@@ -15,7 +15,7 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 def test_hugging_face_example(capsys):
     section = README.read_text().split("## Hugging Face models", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    block, text_block = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     namespace: dict = {}
     torch.manual_seed(0)  # the example's random model: the same weights every run
     exec(compile(block, str(README), "exec"), namespace)
@@ -38,3 +38,8 @@ def test_hugging_face_example(capsys):
     np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
     np.testing.assert_array_equal(reexported, want)
     np.testing.assert_array_equal(namespace["tokens"], tokens)
+    exec(compile(text_block, str(README), "exec"), namespace)  # text in and out
+    result = namespace["result"]
+    assert len(result.text) == 2 and set(result.stop_reasons) <= {"eos", "stop_string", "length"}
+    hf_tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=folder + "/tokenizer.json")
+    assert result.text == [hf_tokenizer.decode(row) for row in result.new_ids]

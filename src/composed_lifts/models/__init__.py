@@ -8,7 +8,11 @@ ids, max_new_tokens)`` greedy tokens, and ``to_hf(params, model.config, folder)`
 writes a folder ``transformers`` loads (see the README's "Hugging Face models").
 """
 
+from ._attention import KVCache as KVCache
+from ._decode import Generation as Generation
+from ._decode import StopReason as StopReason
 from ._decode import generate as generate
+from ._decode import generate_with_details as generate_with_details
 from ._decode import init_cache as init_cache
 from ._decoder import Decoder as Decoder
 from ._decoder import DecoderBlock as DecoderBlock
@@ -44,6 +48,7 @@ from ._hf import abstract_params as abstract_params
 from ._hf import folder_dtype as folder_dtype
 from ._hf import from_hf as from_hf
 from ._hf import model_for_config as model_for_config
+from ._hf import read_generation_config as read_generation_config
 from ._hf import to_hf as to_hf
 from ._registry import config_from_hf as config_from_hf
 from ._registry import config_to_hf as config_to_hf
@@ -54,6 +59,7 @@ from ._sharding_axes import GPT2_PARAM_AXES as GPT2_PARAM_AXES
 from ._sharding_axes import LLAMA_PARAM_AXES as LLAMA_PARAM_AXES
 from ._sharding_axes import STACKS as STACKS
 from ._sharding_axes import param_axes as param_axes
+from ._tokenizer import Tokenizer as Tokenizer
 
 LlamaBlock = DecoderBlock  # the block of Llama and every Llama-like family
 
@@ -69,6 +75,10 @@ __all__ = [
     "GPT2",
     "GPT2_KEYMAP",
     "GPT2_PARAM_AXES",
+    "Generation",
+    "KVCache",
+    "StopReason",
+    "Tokenizer",
     "GPT2Block",
     "GPT2Config",
     "Gemma",
@@ -101,9 +111,11 @@ __all__ = [
     "family_of",
     "from_hf",
     "generate",
+    "generate_with_details",
     "init_cache",
     "model_for_config",
     "param_axes",
+    "read_generation_config",
     "to_hf",
 ]
 

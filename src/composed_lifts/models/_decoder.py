@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._options import Remat
-from ._attention import kv_cache, rotary_attention
+from ._attention import KVCache, decoding_carry, layer_cache, rotary_attention, with_cache
 from ._decoder_config import Activation, DecoderConfig, LayerKind
 from ._layers import apply_layers, positions_of
 
@@ -67,10 +67,9 @@ def _norm(config: DecoderConfig, name: str) -> RMSNorm:
 
 class DecoderAttention(nn.Module):
     config: DecoderConfig
-    decode: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, positions: jax.Array, window, rope_theta) -> jax.Array:
+    def __call__(self, x: jax.Array, positions: jax.Array, window, rope_theta, cache=None):
         c, spec = self.config, self.config.spec
         t, hd = x.shape[0], c.head_dim
         dense = functools.partial(nn.Dense, kernel_init=_init)
@@ -81,7 +80,7 @@ class DecoderAttention(nn.Module):
         q, k, v = (a.reshape(t, -1, hd) for a in (q, k, v))
         if spec.qk_norm:
             q, k = _norm(c, "q_norm")(q), _norm(c, "k_norm")(k)
-        out = rotary_attention(
+        out, cache = rotary_attention(
             q,
             k,
             v,
@@ -90,9 +89,9 @@ class DecoderAttention(nn.Module):
             scale=spec.attn_scale,
             window=window,
             softcap=spec.attn_softcap,
-            cache=functools.partial(kv_cache, self) if self.decode else None,
+            cache=cache,
         )
-        return dense(c.hidden_size, use_bias=spec.o_bias, name="o_proj")(out)
+        return dense(c.hidden_size, use_bias=spec.o_bias, name="o_proj")(out), cache
 
 
 class DecoderMLP(nn.Module):
@@ -112,25 +111,26 @@ class DecoderBlock(nn.Module):
 
     The layer's attention kind is ``kind`` (static), or ``xs = {"window", "rope_theta"}``
     (this layer's slice of the scan's per-layer inputs; a global layer's window is the
-    int32 maximum).
+    int32 maximum). Decoding, the carry also holds the KV cache and ``xs`` the slot and
+    the layer's index (see ``_layers.py``).
     """
 
     config: DecoderConfig
-    decode: bool = False
     kind: LayerKind | None = None
 
     @nn.compact
-    def __call__(self, carry, xs):
-        x, positions = carry
-        if xs is None:
-            assert self.kind is not None  # the model gives a kind or xs, never neither
+    def __call__(self, carry, xs=None):
+        x, positions = carry[0], carry[1]
+        if self.kind is not None:
             window, theta = self.kind.window, self.kind.rope_theta
         else:
+            assert xs is not None  # the model gives a kind or xs, never neither
             window, theta = xs["window"], xs["rope_theta"]
         c = self.config
-        attn = DecoderAttention(c, self.decode, name="self_attn")
+        attn = DecoderAttention(c, name="self_attn")
         mlp = DecoderMLP(c, name="mlp")
-        h = attn(_norm(c, "input_layernorm")(x), positions, window, theta)
+        cache = layer_cache(carry, xs)
+        h, cache = attn(_norm(c, "input_layernorm")(x), positions, window, theta, cache)
         if c.spec.sandwich_norms:
             x = x + _norm(c, "post_attention_layernorm")(h)
             h = mlp(_norm(c, "pre_feedforward_layernorm")(x))
@@ -138,7 +138,7 @@ class DecoderBlock(nn.Module):
         else:
             x = x + h
             x = x + mlp(_norm(c, "post_attention_layernorm")(x))
-        return (x, positions), None
+        return with_cache(carry, x, cache), None
 
 
 def _kinds(config: DecoderConfig) -> tuple[LayerKind | None, dict | None]:
@@ -157,17 +157,28 @@ class Decoder(nn.Module):
     """A Llama-like language model: ``ids (B, T)`` (and ``positions (B, T)``) -> logits ``(B, T, V)``.
 
     ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``remat``
-    rematerialises each layer with that policy (for training); ``decode=True``
-    keeps a per-layer KV cache in the ``cache`` collection (see ``models.generate``).
+    rematerialises each layer with that policy (for training). Decoding:
+    ``model(ids, positions, cache=cache, slot=slot, mask=mask)`` writes the
+    tokens' keys and values into the :class:`KVCache` at ``slot`` and attends
+    over the slots ``mask (B, S)`` keeps (within a sliding layer's window); it
+    returns ``(logits, cache)`` (see ``models.generate``). ``last=True`` gives the
+    last position's logits only.
     """
 
     config: DecoderConfig
     scan_layers: bool = True
-    decode: bool = False
     remat: Remat = Remat.NONE
 
     @nn.compact
-    def __call__(self, ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        ids: jax.Array,
+        positions: jax.Array | None = None,
+        cache: KVCache | None = None,
+        slot: jax.Array | None = None,
+        mask: jax.Array | None = None,
+        last: bool = False,
+    ):
         c, spec = self.config, self.config.spec
         positions = positions_of(ids, positions)
         embed = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=_init, name="embed_tokens")
@@ -175,17 +186,19 @@ class Decoder(nn.Module):
         if spec.embed_scale:  # sqrt(hidden) rounded to the embedding's dtype, as transformers
             x = x * jnp.asarray(c.hidden_size**0.5, x.dtype)
         kind, xs = _kinds(c)
-        fields: dict[str, Any] = dict(config=c, decode=self.decode, kind=kind)
-        carry = (x, positions)
-        x, _ = apply_layers(
+        fields: dict[str, Any] = dict(config=c, kind=kind)
+        carry = (x, positions) if cache is None else decoding_carry(x, positions, cache, mask)
+        carry = apply_layers(
             DecoderBlock,
             c.num_hidden_layers,
             self.scan_layers,
             carry,
             xs,
             remat=self.remat,
+            slot=None if cache is None else (0 if slot is None else slot),
             **fields,
         )
+        x = carry[0][:, -1:] if last else carry[0]
         x = _norm(c, "norm")(x)
         if c.tie_word_embeddings:
             logits = embed.attend(x)
@@ -194,4 +207,4 @@ class Decoder(nn.Module):
         if spec.final_softcap is not None:
             cap = jnp.float32(spec.final_softcap)
             logits = (jnp.tanh(logits.astype(jnp.float32) / cap) * cap).astype(logits.dtype)
-        return logits
+        return logits if cache is None else (logits, KVCache(*carry[2][:2]))

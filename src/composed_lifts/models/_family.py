@@ -31,7 +31,7 @@ class Family:
       from_fields: builds ``config_class`` from the checked values of ``fields``
         (and the raw dict, for fields whose meaning depends on others).
       to_hf: our config -> the ``config.json`` dict (without ``architectures``/``model_type``).
-      model: the Linen model class, called as ``model(config, scan_layers=, decode=)``.
+      model: the Linen model class, called as ``model(config, scan_layers=)``.
       keymap: our param paths <-> the file's tensor names.
       param_axes: logical names of each param's trailing axes, for ``ShardingRules``.
       fields: every field the config may hold (:mod:`._fields`).

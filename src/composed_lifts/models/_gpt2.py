@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from .._options import Remat
-from ._attention import causal_attention, kv_cache
+from ._attention import KVCache, attend, decoding_carry, layer_cache, with_cache
 from ._layers import apply_layers, positions_of
 
 if TYPE_CHECKING:
@@ -32,19 +32,15 @@ def _layer_norm(config: GPT2Config, name: str) -> nn.LayerNorm:
 
 class GPT2Attention(nn.Module):
     config: GPT2Config
-    decode: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, positions: jax.Array, cache=None):
         c = self.config
         t, head_dim = x.shape[0], c.n_embd // c.n_head
         qkv = nn.Dense(3 * c.n_embd, kernel_init=_init, name="c_attn")(x)
         q, k, v = (a.reshape(t, c.n_head, head_dim) for a in jnp.split(qkv, 3, axis=-1))
-        k_pos = positions
-        if self.decode:
-            k, v, k_pos = kv_cache(self, k, v, positions)
-        out = causal_attention(q, k, v, positions, k_pos)
-        return nn.Dense(c.n_embd, kernel_init=_init, name="c_proj")(out)
+        out, cache = attend(q, k, v, positions, cache)
+        return nn.Dense(c.n_embd, kernel_init=_init, name="c_proj")(out), cache
 
 
 class GPT2MLP(nn.Module):
@@ -58,42 +54,65 @@ class GPT2MLP(nn.Module):
 
 
 class GPT2Block(nn.Module):
-    """One GPT-2 layer on one sequence: carry ``(x (T, D), positions (T,))`` -> same."""
+    """One GPT-2 layer on one sequence: carry ``(x (T, D), positions (T,))`` -> same.
+
+    Decoding, the carry also holds the KV cache and ``xs`` the slot and the layer's
+    index (see ``_layers.py``).
+    """
 
     config: GPT2Config
-    decode: bool = False
 
     @nn.compact
-    def __call__(self, carry, _):
-        x, positions = carry
-        attn = GPT2Attention(self.config, self.decode, name="attn")
-        x = x + attn(_layer_norm(self.config, "ln_1")(x), positions)
+    def __call__(self, carry, xs=None):
+        x, positions = carry[0], carry[1]
+        attn = GPT2Attention(self.config, name="attn")
+        cache = layer_cache(carry, xs)
+        h, cache = attn(_layer_norm(self.config, "ln_1")(x), positions, cache)
+        x = x + h
         x = x + GPT2MLP(self.config, name="mlp")(_layer_norm(self.config, "ln_2")(x))
-        return (x, positions), None
+        return with_cache(carry, x, cache), None
 
 
 class GPT2(nn.Module):
     """GPT-2 language model: ``ids (B, T)`` (and ``positions (B, T)``) -> logits ``(B, T, V)``.
 
     ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``remat`` rematerialises
-    each layer with that policy (for training); ``decode=True``
-    keeps a per-layer KV cache in the ``cache`` collection (see ``models.generate``).
+    each layer with that policy (for training). Decoding:
+    ``model(ids, positions, cache=cache, slot=slot, mask=mask)`` returns
+    ``(logits, cache)``, as :class:`~composed_lifts.models.Decoder` does;
+    ``last=True`` gives the last position's logits only.
     """
 
     config: GPT2Config
     scan_layers: bool = True
-    decode: bool = False
     remat: Remat = Remat.NONE
 
     @nn.compact
-    def __call__(self, ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        ids: jax.Array,
+        positions: jax.Array | None = None,
+        cache: KVCache | None = None,
+        slot: jax.Array | None = None,
+        mask: jax.Array | None = None,
+        last: bool = False,
+    ):
         c = self.config
         positions = positions_of(ids, positions)
         embed = functools.partial(nn.Embed, features=c.n_embd, embedding_init=_init)
         wte = embed(c.vocab_size, name="wte")
         x = wte(ids) + embed(c.n_positions, name="wpe")(positions)
-        fields: dict[str, Any] = dict(config=c, decode=self.decode)
-        x, _ = apply_layers(
-            GPT2Block, c.n_layer, self.scan_layers, (x, positions), remat=self.remat, **fields
+        carry = (x, positions) if cache is None else decoding_carry(x, positions, cache, mask)
+        fields: dict[str, Any] = dict(config=c)
+        carry = apply_layers(
+            GPT2Block,
+            c.n_layer,
+            self.scan_layers,
+            carry,
+            remat=self.remat,
+            slot=None if cache is None else (0 if slot is None else slot),
+            **fields,
         )
-        return wte.attend(_layer_norm(c, "ln_f")(x))
+        x = carry[0][:, -1:] if last else carry[0]
+        logits = wte.attend(_layer_norm(c, "ln_f")(x))
+        return logits if cache is None else (logits, KVCache(*carry[2][:2]))

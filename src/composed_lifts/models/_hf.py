@@ -11,7 +11,10 @@ refused before any tensor's data is read.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -25,11 +28,13 @@ from ..checkpoint._format_hf import DEFAULT_MAX_SHARD_SIZE, read_config
 from ..errors import (
     ArgumentTypeError,
     CheckpointFormatError,
+    InputFileError,
     LayoutMismatchError,
     ModelTooLargeError,
 )
 from ._decoder_hf import DECODER_KEYMAP
 from ._families.gpt2 import GPT2_KEYMAP
+from ._fields import token_ids
 from ._registry import config_from_hf, config_to_hf, family_of
 
 __all__ = [
@@ -40,16 +45,51 @@ __all__ = [
     "folder_dtype",
     "from_hf",
     "model_for_config",
+    "read_generation_config",
     "to_hf",
 ]
+
+# generation_config.json fields that generate reads (transformers' names)
+_GENERATION_FIELDS = (
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "eos_token_id",
+    "pad_token_id",
+    "bos_token_id",
+)
 
 
 LLAMA_KEYMAP = DECODER_KEYMAP  # every Llama-like family's (Mistral, Qwen, Gemma)
 
 
-def model_for_config(config, *, scan_layers=True, decode=False):
+def model_for_config(config, *, scan_layers=True):
     """The Linen model of ``config``'s family (:class:`GPT2`, :class:`Llama`, :class:`Gemma2` ...)."""
-    return family_of(config).model(config, scan_layers=scan_layers, decode=decode)
+    return family_of(config).model(config, scan_layers=scan_layers)
+
+
+def read_generation_config(folder: str | os.PathLike) -> dict:
+    """The generation settings of a folder's ``generation_config.json`` ({} without one).
+
+    Only the fields :func:`~composed_lifts.models.generate` uses, ``None`` ones
+    dropped: pass the dict as ``generate(..., generation_config=...)``.
+    """
+    path = Path(folder) / "generation_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputFileError(f"{str(path)!r}", f"is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise InputFileError(f"{str(path)!r}", "must hold a JSON object")
+    out = {key: data[key] for key in _GENERATION_FIELDS if data.get(key) is not None}
+    if "eos_token_id" in out:
+        out["eos_token_id"] = token_ids()("generation_config.eos_token_id", out["eos_token_id"])
+    return out
 
 
 def _keymap(config) -> KeyMap:
@@ -109,13 +149,18 @@ def from_hf(
     model's ``param_axes``, data parallel), the params are placed on it, each device
     reading only the part of each tensor it holds. Every ``config.json`` field is checked
     first, and a model whose params would not fit in the memory available is refused
-    (:class:`~composed_lifts.errors.ModelTooLargeError`) unless ``force=True``.
+    (:class:`~composed_lifts.errors.ModelTooLargeError`) unless ``force=True``. The
+    config's ``eos_token_id`` is ``generation_config.json``'s when the folder has one
+    that sets it (as in ``transformers``).
     """
     if not isinstance(force, bool):
         raise ArgumentTypeError("force", "True or False", describe_value(force))
     folder = os.fspath(folder)
     handler = format_for(folder, kind="hf")
     config = config_from_hf(read_config(folder))
+    eos = read_generation_config(folder).get("eos_token_id")
+    if eos is not None:  # generation_config.json's ids win, as in transformers
+        config = dataclasses.replace(config, eos_token_id=eos)
     dtype = folder_dtype(folder) if dtype is None else jnp.dtype(dtype)
     check_model_size(config, dtype, force=force)
     model = model_for_config(config, scan_layers=scan_layers)

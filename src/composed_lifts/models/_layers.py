@@ -1,9 +1,14 @@
 """The decoder's layers: one block class, scanned (``linen_stack``) or unrolled.
 
 A block maps one sequence: its carry is ``(x, positions)`` with ``x`` of shape
-``(T, D)`` and ``positions`` of shape ``(T,)``. Scanned, ``linen_stack`` builds
+``(T, D)`` and ``positions`` of shape ``(T,)``; when decoding, ``(x, positions,
+(key, value, mask))`` with the sequence's stacked KV cache ``(N, S, KV, hd)`` and
+padding mask ``(S,)``, and the layer's per-layer inputs ``xs`` also hold
+``"slot"`` (the slot of the call's first token, the same for every layer and
+sequence) and ``"layer"`` (the layer's index), so that it writes its keys in
+place (``_attention.kv_cache``). Scanned, ``linen_stack`` builds
 ``nn.vmap(nn.scan(block))`` exactly as the seed does: params ``(N, ...)`` under
-``layers``, shared by the batch, and the ``cache`` collection ``(B, N, ...)``.
+``layers``, shared by the batch.
 Unrolled, each layer is the same batch vmap (the lift arguments come from the
 same :class:`~composed_lifts.StackOptions`), named ``layers_0 .. layers_{N-1}``.
 """
@@ -56,6 +61,7 @@ def apply_layers(
     carry,
     xs=None,
     remat: Remat = Remat.NONE,
+    slot=None,
     **fields,
 ):
     """Run ``num_layers`` layers of ``block(**fields)`` on a batched carry (inside a compact method).
@@ -63,7 +69,15 @@ def apply_layers(
     ``xs``: per-layer inputs shared by the batch (leading axis ``num_layers``), e.g. each
     layer's attention kind; layer ``i`` is called with ``xs[i]`` (``None`` without them).
     ``remat`` rematerialises each layer with that policy (``StackOptions.remat``).
+    With ``slot`` (decoding: the carry holds the stacked KV cache), ``xs`` is a dict
+    (``{}`` without other inputs) to which ``"slot"`` and ``"layer"`` are added.
     """
+    if slot is not None:
+        xs = {
+            **(xs or {}),
+            "slot": jnp.broadcast_to(jnp.asarray(slot, jnp.int32), (num_layers,)),
+            "layer": jnp.arange(num_layers, dtype=jnp.int32),
+        }
     if scan:
         carry, _ = _scanned(block, num_layers, remat)(**fields, name=STACKS[0].path)(carry, xs)
         return carry

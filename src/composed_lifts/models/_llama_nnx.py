@@ -45,7 +45,7 @@ class _Attention(nnx.Module):
     def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
         t, hd = x.shape[0], self.head_dim
         q, k, v = (p(x).reshape(t, -1, hd) for p in (self.q_proj, self.k_proj, self.v_proj))
-        out = rotary_attention(q, k, v, positions, rope_theta=self.rope_theta, scale=self.scale)
+        out, _ = rotary_attention(q, k, v, positions, rope_theta=self.rope_theta, scale=self.scale)
         return self.o_proj(out)
 
 

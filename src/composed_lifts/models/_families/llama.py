@@ -27,8 +27,8 @@ class LlamaConfig(DecoderConfig):
 class Llama(Decoder):
     """Llama language model: ``ids (B, T)`` (and ``positions (B, T)``) -> logits ``(B, T, V)``.
 
-    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); ``decode=True``
-    keeps a per-layer KV cache in the ``cache`` collection (see ``models.generate``).
+    ``scan_layers=False`` unrolls the layers (params ``layers_0 ..``); decoding with a
+    :class:`KVCache` as :class:`~composed_lifts.models.Decoder` does (see ``models.generate``).
     """
 
 
