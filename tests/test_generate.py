@@ -98,8 +98,31 @@ def test_bfloat16_end_to_end_equals_transformers_bfloat16(folders):
     assert {p.dtype for p in jax.tree_util.tree_leaves(params)} == {jnp.dtype("bfloat16")}
     reference = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
     reference.generation_config.eos_token_id = None
-    want = hf_generate(reference, ROWS, 8, do_sample=False)
-    np.testing.assert_array_equal(models.generate(model, params, ROWS, 8, eos_token_id=None), want)
+    ids, mask = left_padded(ROWS)
+    with torch.no_grad():
+        out = reference.generate(
+            torch.as_tensor(ids),
+            attention_mask=torch.as_tensor(mask),
+            max_new_tokens=8,
+            pad_token_id=0,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+    want = out.sequences.numpy()[:, ids.shape[1] :]
+    got = np.asarray(models.generate(model, params, ROWS, 8, eos_token_id=None))
+    # bfloat16 logits often tie: where transformers' best two scores are within one bfloat16
+    # step of each other, either token is a right answer, and the rows part ways from there.
+    scores = np.stack([s.float().numpy() for s in out.scores], axis=1)  # (B, steps, V)
+    top2 = np.sort(scores, axis=-1)[..., -2:]
+    ulp = np.abs(top2[..., 1]) * 2.0**-7
+    compared = 0
+    for row in range(len(ROWS)):
+        ties = np.flatnonzero(top2[row, :, 1] - top2[row, :, 0] <= ulp[row])
+        upto = int(ties[0]) if ties.size else want.shape[1]
+        np.testing.assert_array_equal(got[row, :upto], want[row, :upto], err_msg=f"row {row}")
+        compared += upto
+    assert compared >= want.size // 2, (compared, want.size)  # most steps are not ties
     f32 = models.generate_with_details(model, params, [[1, 2]], 2, dtype="float32")
     assert f32.tokens.shape == (1, 2)
 
