@@ -26,3 +26,7 @@ def partitionable(request):
     jax.config.update("jax_threefry_partitionable", request.param)
     yield request.param
     jax.config.update("jax_threefry_partitionable", before)
+
+# A child process's script (run by test_train_multiprocess.py with its arguments), not a test
+# module: --doctest-modules must not import it.
+collect_ignore = ["train_multiprocess_script.py"]
